@@ -1,0 +1,3 @@
+"""Operators of the DiMo add-on. Each module exports `classes`; they are thin and call plain functions."""
+
+classes = ()

@@ -1,0 +1,5 @@
+"""Add-on preferences: how to reach the DiMo engine."""
+
+import bpy
+
+classes = ()

@@ -1,0 +1,3 @@
+"""Panels of the DiMo add-on (3D viewport sidebar, tab "DiMo"). Each module exports `classes`."""
+
+classes = ()

@@ -1,0 +1,57 @@
+"""Entry point of the `dimo` command.
+
+Each subcommand lives in its own module under `dimo_engine.cli` with two functions,
+`add_arguments(parser)` and `run(args) -> int`. Only the chosen subcommand's module is
+imported, so `dimo --help` stays fast and never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module under dimo_engine.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+class UsageError(Exception):
+    """A bad input the user can fix; printed as one sentence with exit code 2."""
+
+
+def _build_parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dimo",
+        description="DiMo for Blender: re-enact a driving video with any character, seen from your scene's cameras.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module = importlib.import_module(f"dimo_engine.cli.{module_name}")
+            module.add_arguments(sub)
+            sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except UsageError as error:
+        print(f"dimo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dimo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: view-rich pairs, annealed geometric supervision and the accelerate loop."""
