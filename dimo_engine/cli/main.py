@@ -11,13 +11,11 @@ import argparse
 import importlib
 import sys
 
+from dimo_engine.errors import InputError
+
 # name -> (module under dimo_engine.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
 }
-
-
-class UsageError(Exception):
-    """A bad input the user can fix; printed as one sentence with exit code 2."""
 
 
 def _build_parser(command: str | None) -> argparse.ArgumentParser:
@@ -45,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except UsageError as error:
+    except InputError as error:
         print(f"dimo {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
