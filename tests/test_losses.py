@@ -1,0 +1,86 @@
+"""The training objective's pure functions, each tested alone."""
+
+import math
+
+import pytest
+import roma
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from training.losses import (
+    annealed_weight,
+    flow_matching_loss,
+    geometric_pose_loss,
+    motion_keep_mask,
+    noisy_latents,
+    sample_flow_sigmas,
+)
+
+
+def _six_d(rotmat):
+    return rotmat[..., :, :2].transpose(-1, -2).flatten(-2)  # columns stacked
+
+
+@pytest.mark.parametrize("shape", ["constant", "linear", "cosine"])
+def test_annealed_weight_is_exactly_zero_from_end_step(shape):
+    weights = [annealed_weight(step, 2.0, hold_steps=10, end_step=50, shape=shape) for step in range(80)]
+    assert weights[:10] == [2.0] * 10
+    assert all(w == 0.0 for w in weights[50:])
+    assert all(w > 0.0 for w in weights[:50])
+    assert all(a >= b for a, b in zip(weights, weights[1:]))  # never rises
+    if shape == "linear":
+        assert weights[30] == pytest.approx(1.0)
+    if shape == "cosine":
+        assert weights[30] == pytest.approx(1.0)
+        assert weights[20] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+
+
+def test_annealed_weight_rejects_unknown_shape():
+    with pytest.raises(ValueError, match="'step'"):
+        annealed_weight(0, 1.0, 0, 10, shape="step")
+
+
+def test_flow_matching_loss_is_zero_for_the_true_velocity_and_positive_otherwise():
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 4, 2, 5, 5, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    sigmas = torch.tensor([0.1, 0.5, 0.9])
+    x_t = noisy_latents(x0, noise, sigmas)
+    assert torch.allclose(x_t[1], 0.5 * x0[1] + 0.5 * noise[1])
+    # the velocity carries x_t back to x0 in sigma time
+    assert torch.allclose(x_t - sigmas.view(-1, 1, 1, 1, 1) * (noise - x0), x0, atol=1e-6)
+    assert flow_matching_loss(noise - x0, x0, noise, sigmas).item() == pytest.approx(0.0, abs=1e-12)
+    wrong = flow_matching_loss(torch.zeros_like(x0), x0, noise, sigmas, weighting_scheme="cosmap")
+    assert wrong.item() > 0.1
+
+
+def test_sampled_sigmas_follow_the_scheduler_shift():
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    sigmas, timesteps = sample_flow_sigmas(scheduler, 4096, "logit_normal", generator=torch.Generator().manual_seed(0))
+    assert sigmas.shape == (4096,) and torch.all((sigmas > 0) & (sigmas <= 1))
+    assert torch.allclose(timesteps, sigmas * 1000)
+    # every sampled sigma is on the scheduler's own training grid
+    grid = scheduler.sigmas[:-1]
+    assert torch.isclose(sigmas[:, None], grid[None], atol=1e-6).any(dim=1).all()
+    # shift 3 pushes noise levels up: the median is well above the logit-normal's 0.5
+    assert sigmas.median() > 0.65
+
+
+def test_geometric_loss_measures_rotation_angle():
+    generator = torch.Generator().manual_seed(1)
+    rotvecs = torch.randn(2, 22, 3, generator=generator)
+    target = _six_d(roma.rotvec_to_rotmat(rotvecs))
+    assert geometric_pose_loss(target, target).item() == pytest.approx(0.0, abs=1e-3)
+    turn = roma.rotvec_to_rotmat(torch.tensor([0.0, 0.0, 0.3]))
+    turned = _six_d(turn @ roma.rotvec_to_rotmat(rotvecs))
+    chordal = 2 * (3 - (1 + 2 * math.cos(0.3)))
+    assert geometric_pose_loss(turned, target).item() == pytest.approx(0.3 + 0.5 * chordal, abs=1e-3)
+    pred = (target + 0.3 * torch.randn(target.shape, generator=generator)).requires_grad_()
+    geometric_pose_loss(pred, target).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_motion_keep_mask_drops_at_the_requested_rate():
+    keep = motion_keep_mask(10000, 0.2, generator=torch.Generator().manual_seed(0))
+    assert keep.dtype == torch.bool and 0.77 < keep.float().mean() < 0.83
+    assert motion_keep_mask(5, 0.0).all()
