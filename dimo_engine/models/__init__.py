@@ -1,0 +1,6 @@
+"""The engine's networks: motion encoders, the DiMo transformer and the 2D keypoint locator."""
+
+from dimo_engine.models.motion_encoder import MotionEncoder
+from dimo_engine.models.transformer_dimo import DiMoTransformer3DModel
+
+__all__ = ["MotionEncoder", "DiMoTransformer3DModel"]
