@@ -1,0 +1,102 @@
+"""View-rich pairs: the three kinds, their cameras and frames, determinism, augmentation on driving frames only."""
+
+import numpy as np
+import pytest
+import torch
+
+from dimo_engine.clips import ClipDataset
+from tests.fixtures_clips import write_dataset
+from training.pairs import PAIR_KINDS, SampleNumbers, ViewPairDataset, window_starts
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = write_dataset(tmp_path_factory.mktemp("pairs"), num_clips=2, num_frames=7, size=32)
+    return ClipDataset(root, "train")
+
+
+def _dataset(clips, **kwargs):
+    options = dict(num_frames=5, height=32, width=32, ray_height=8, ray_width=8, window_stride=2,
+                   ratios={"same_view": 1, "cross_view": 1, "moving_camera": 1}, seed=3)
+    options.update(kwargs)
+    return ViewPairDataset(clips, **options)
+
+
+def test_window_starts_cover_the_clip():
+    assert window_starts(7, 5, 2) == [0, 2]
+    assert window_starts(3, 5, 4) == [0]  # short clips give one padded window
+
+
+def test_three_pair_kinds_with_correct_cameras(clips):
+    dataset = _dataset(clips)
+    assert len(dataset) == 4  # 2 clips x 2 windows
+    seen = set()
+    for sample in range(40):
+        choice = dataset.choose(sample)
+        example = dataset[sample]
+        kind = PAIR_KINDS[int(example["kind"])]
+        assert kind == choice.kind
+        seen.add(kind)
+        clip = clips[choice.clip_index]
+        indices = example["frame_indices"].numpy()
+        assert indices.tolist() == list(range(choice.start, choice.start + 5))
+        driving = example["driving_world_to_camera"].numpy()
+        target = example["target_world_to_camera"].numpy()
+        assert np.allclose(target, clip.views[choice.target_view].camera.world_to_camera[indices])
+        assert clip.views[choice.driving_view].kind != "moving"
+        if kind == "same_view":
+            assert choice.driving_view == choice.target_view and np.allclose(driving, target)
+        elif kind == "cross_view":
+            assert choice.driving_view != choice.target_view
+            assert clip.views[choice.target_view].kind != "moving"
+            assert not np.allclose(driving[0], target[0], atol=1e-3)  # the target camera differs
+        else:
+            assert clip.views[choice.target_view].kind == "moving"
+            assert not np.allclose(target[0], target[-1], atol=1e-3)  # the target camera moves
+        # same frames of the same motion, whatever the views
+        assert torch.allclose(example["body_pose"], torch.from_numpy(clip.motion["body_pose"][indices]))
+        assert example["driving_frames"].shape == example["target_frames"].shape == (5, 3, 32, 32)
+        assert example["target_rays"].shape == (6, 5, 8, 8) and example["reference_rays"].shape == (6, 1, 8, 8)
+        assert example["hand_boxes"].shape == (5, 2, 4)
+        target_pixels = clip.views[choice.target_view].frames(indices)[..., :3]
+        assert torch.allclose(example["target_frames"], torch.from_numpy(target_pixels).permute(0, 3, 1, 2) / 255.0)
+    assert seen == set(PAIR_KINDS)
+
+
+def test_ratios_select_kinds_and_examples_are_reproducible(clips):
+    only_moving = _dataset(clips, ratios={"moving_camera": 1})
+    assert {only_moving.choose(s).kind for s in range(20)} == {"moving_camera"}
+    a, b = _dataset(clips)[11], _dataset(clips)[11]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    # each epoch visits every (clip, window) item once
+    items = {(_dataset(clips).choose(s).clip_index, _dataset(clips).choose(s).start) for s in range(4)}
+    assert len(items) == 4
+
+
+def test_augmentation_touches_driving_frames_only(clips):
+    calls = []
+
+    def darken(frames, hand_boxes):
+        calls.append(torch.rand(1).item())  # the augmentation's randomness must be reproducible
+        return frames * 0.5, hand_boxes + 1
+
+    plain, augmented = _dataset(clips)[5], _dataset(clips, augmentation=darken)[5]
+    assert torch.allclose(augmented["driving_frames"], plain["driving_frames"] * 0.5)
+    assert torch.allclose(augmented["hand_boxes"], plain["hand_boxes"] + 1)
+    assert torch.equal(augmented["target_frames"], plain["target_frames"])
+    assert torch.equal(augmented["reference_image"], plain["reference_image"])
+    _dataset(clips, augmentation=darken)[5]
+    assert calls[0] == calls[1]
+
+
+def test_resized_examples_scale_hand_boxes(clips):
+    small, large = _dataset(clips)[2], _dataset(clips, height=64, width=64, ray_height=16, ray_width=16)[2]
+    assert large["driving_frames"].shape == (5, 3, 64, 64)
+    assert torch.allclose(large["hand_boxes"], small["hand_boxes"] * 2)
+
+
+def test_sample_numbers_resume_and_shard_without_overlap():
+    full = list(SampleNumbers(2, 2, 1, 0, 0, 5))
+    assert list(SampleNumbers(2, 2, 1, 0, 3, 5)) == full[3 * 4:]
+    ranks = [list(SampleNumbers(2, 1, 2, r, 0, 3)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == list(range(12))

@@ -1,0 +1,173 @@
+"""Training configuration: one dataclass, filled from a TOML file in training/configs/ and overridden by field name.
+
+`load_config("tiny-cpu", {"max_steps": "20"})` reads training/configs/tiny-cpu.toml (or any .toml
+path), checks every key is a known field, and converts override strings to the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dimo_engine.errors import InputError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "datasets/clips"  # root of a rendered clip dataset (dimo render-clips)
+    split: str = "train"
+    num_frames: int = 5  # frames per example; Wan's VAE wants 4k+1
+    height: int = 64
+    width: int = 64
+    window_stride: int = 4  # temporal windows start at multiples of this (cached latents exist per window)
+    same_view_ratio: float = 0.3
+    cross_view_ratio: float = 0.5
+    moving_camera_ratio: float = 0.2
+    use_latent_cache: bool = True  # read views/<name>/latents_*.safetensors when present
+    augment_driving: bool = True  # perspective + appearance augmentation of driving frames
+    num_workers: int = 0
+
+    # model
+    pretrained: str = ""  # a DiMoPipeline folder to start from; empty = random weights of `preset`
+    preset: str = "tiny"  # create_random_pipeline preset when `pretrained` is empty
+    wan_path: str = ""  # a local Wan2.1 diffusers folder used as the backbone (DiMoTransformer3DModel.from_wan)
+    trainable: str = "all"  # all | new (motion/camera layers, encoders, heads) | new+blocks (and the last `trainable_blocks` DiT blocks)
+    trainable_blocks: int = 0
+    gradient_checkpointing: bool = False
+
+    # objective
+    weighting_scheme: str = "logit_normal"  # timestep density (diffusers.training_utils)
+    loss_weighting: str = "none"  # per-sample loss weighting (compute_loss_weighting_for_sd3)
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    mode_scale: float = 1.29
+    aux_weight: float = 1.0  # initial weight of the geometric pose loss
+    aux_hold_steps: int = 0  # steps at full weight
+    aux_end_step: int = 100  # S: the weight is exactly 0 from here on and the heads are skipped
+    aux_schedule: str = "cosine"  # constant | linear | cosine
+    hand_aux_weight: float = 1.0  # relative weight of the hand head within the geometric loss
+    motion_dropout: float = 0.1  # probability of dropping a sample's motion tokens (CFG)
+
+    # optimisation
+    seed: int = 0
+    max_steps: int = 200
+    batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    lr_warmup_steps: int = 0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    use_ema: bool = True
+    ema_decay: float = 0.999
+
+    # keypoint locator (trained on the renders' 2D joints, exported with the pipeline)
+    locator_steps: int = 0  # 0 skips it
+    locator_learning_rate: float = 3e-4
+
+    # output
+    output_dir: str = "runs/tiny-cpu"
+    checkpoint_every: int = 50
+    checkpoints_total_limit: int = 2
+    log_every: int = 1
+    tensorboard: bool = True  # also log to TensorBoard when it is installed
+    export: bool = True  # write a DiMoPipeline folder to <output_dir>/pipeline at the end
+
+    @property
+    def pair_ratios(self) -> dict[str, float]:
+        return {"same_view": self.same_view_ratio, "cross_view": self.cross_view_ratio, "moving_camera": self.moving_camera_ratio}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _convert(name: str, value, source: str):
+    kind = type(FIELDS[name].default)
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                return text.lower() in ("true", "1", "yes")
+            return kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+        except ValueError:
+            raise InputError(f"{source}: {name} = {value!r} is not a {kind.__name__}; give e.g. {name}={FIELDS[name].default!r}.") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InputError(f"{source}: {name} = {value!r} is not a {kind.__name__}; give e.g. {name} = {FIELDS[name].default!r}.")
+    return value
+
+
+def config_path(name_or_path: str) -> Path:
+    """A config name of training/configs/ ("tiny-cpu") or a path to a .toml file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    named = CONFIG_DIR / f"{name_or_path}.toml"
+    if named.is_file():
+        return named
+    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    raise InputError(f"training config {name_or_path!r} is neither a .toml file nor one of: {known}; pick one of those or give a path.")
+
+
+def load_config(name_or_path: str | None = None, overrides: dict | None = None) -> TrainConfig:
+    """TrainConfig from a TOML file (sections are only for reading; keys are field names) plus overrides."""
+    values = {}
+    if name_or_path:
+        path = config_path(name_or_path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise InputError(f"{path} is not valid TOML ({error}); fix the file.") from None
+        flat = {}
+        for key, value in data.items():
+            flat.update(value if isinstance(value, dict) else {key: value})
+        for key, value in flat.items():
+            if key not in FIELDS:
+                raise InputError(f"{path}: {key!r} is not a training setting; see training/config.py for the names.")
+            values[key] = _convert(key, value, str(path))
+    for key, value in (overrides or {}).items():
+        key = key.replace("-", "_")
+        if key not in FIELDS:
+            raise InputError(f"override {key!r} is not a training setting; see training/config.py for the names.")
+        values[key] = _convert(key, value, "override")
+    config = TrainConfig(**values)
+    check_config(config)
+    return config
+
+
+def check_config(config: TrainConfig) -> None:
+    if (config.num_frames - 1) % 4:
+        raise InputError(f"num_frames = {config.num_frames}: Wan's VAE needs 4k+1 frames; use e.g. 5, 9, 17.")
+    if min(config.pair_ratios.values()) < 0 or sum(config.pair_ratios.values()) <= 0:
+        raise InputError("same_view_ratio, cross_view_ratio and moving_camera_ratio must be >= 0 and not all 0.")
+    if config.trainable not in ("all", "new", "new+blocks"):
+        raise InputError(f"trainable = {config.trainable!r}; use all, new or new+blocks.")
+    if config.aux_schedule not in ("constant", "linear", "cosine"):
+        raise InputError(f"aux_schedule = {config.aux_schedule!r}; use constant, linear or cosine.")
+    if config.mixed_precision not in ("no", "fp16", "bf16"):
+        raise InputError(f"mixed_precision = {config.mixed_precision!r}; use no, fp16 or bf16.")
+
+
+def config_as_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def parse_set_overrides(pairs: list[str]) -> dict[str, str]:
+    """["max_steps=10", "learning_rate=3e-4"] -> {"max_steps": "10", ...}."""
+    overrides = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise InputError(f"--set {pair!r} needs the form key=value, e.g. --set max_steps=10.")
+        key, value = pair.split("=", 1)
+        overrides[key.strip()] = value
+    return overrides
