@@ -6,7 +6,7 @@ This file only registers. Runs inside Blender's Python: bpy, numpy and the stand
 
 import bpy
 
-from . import operators, preferences, properties, ui
+from . import engine_process, jobs, operators, preferences, properties, ui
 
 classes = (
     *properties.classes,
@@ -24,5 +24,7 @@ def register():
 
 
 def unregister():
+    jobs.cancel_all()
+    engine_process.stop_local_engine()
     properties.detach()
     _unregister_classes()

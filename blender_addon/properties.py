@@ -1,13 +1,118 @@
-"""Property groups of the DiMo add-on, stored on the scene as `scene.dimo`."""
+"""Property groups of the DiMo add-on: shot settings on the scene (`scene.dimo`) and the live job
+state on the window manager (`window_manager.dimo_job`, not saved with the file)."""
 
 import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
-classes = ()
+RESOLUTION_PRESETS = (
+    ("128", "128 px (fast)", "Long side 128 pixels: the size the default engine model was trained at"),
+    ("256", "256 px", "Long side 256 pixels"),
+    ("512", "512 px", "Long side 512 pixels (needs a bigger model)"),
+)
+
+
+def _is_anchor(_self, obj):
+    return obj.type in {"EMPTY", "ARMATURE"}
+
+
+def _is_camera(_self, obj):
+    return obj.type == "CAMERA"
+
+
+class DIMO_PG_take(bpy.types.PropertyGroup):
+    """One generated take: a folder of frames loaded as an image sequence."""
+
+    # `name` (built in) is "<shot>/<take>"
+    shot: StringProperty(name="Shot")
+    take: StringProperty(name="Take")
+    directory: StringProperty(name="Folder", subtype="DIR_PATH")
+    camera: StringProperty(name="Camera", description="Name of the camera object the take was generated for")
+    image: StringProperty(name="Image", description="Name of the image-sequence datablock of this take")
+    frame_start: IntProperty(name="Start")
+    num_frames: IntProperty(name="Frames")
+
+
+# --- render-clip settings (engineer "renderer") go here --------------------------------------
+# Define the PropertyGroup here, list it in `classes` before DIMO_PG_scene, and point to it from
+# DIMO_PG_scene with `render_clips: PointerProperty(type=...)`.
+
+
+class DIMO_PG_scene(bpy.types.PropertyGroup):
+    """Everything one DiMo shot needs; shown in the 3D viewport sidebar, tab DiMo."""
+
+    anchor: PointerProperty(
+        name="Character Anchor",
+        type=bpy.types.Object,
+        poll=_is_anchor,
+        description="Empty or armature whose world matrix at the first frame defines the character frame",
+    )
+    reference_image: StringProperty(
+        name="Reference Image", subtype="FILE_PATH", description="Picture of the character to animate"
+    )
+    reference_camera: StringProperty(
+        name="Reference Camera",
+        subtype="FILE_PATH",
+        description="Camera path file of the view the reference image was taken from (empty: front, eye level)",
+    )
+    driving_video: StringProperty(
+        name="Driving Video", subtype="FILE_PATH", description="Video (or zip of images) of the motion to re-enact"
+    )
+    target_cameras: EnumProperty(
+        name="Target Cameras",
+        items=(
+            ("SCENE", "Scene Camera", "The scene's active camera"),
+            ("SELECTED", "Selected Cameras", "Every selected camera object"),
+            ("MARKERS", "Marker Cameras", "All cameras bound to timeline markers in the frame range"),
+        ),
+        default="SCENE",
+    )
+    use_scene_range: BoolProperty(name="Scene Frame Range", default=True)
+    frame_start: IntProperty(name="Start", default=1, min=0)
+    frame_end: IntProperty(name="End", default=17, min=0)
+    num_inference_steps: IntProperty(name="Steps", default=20, min=1, max=200)
+    motion_guidance_scale: FloatProperty(name="Motion Guidance", default=2.0, min=0.0, max=20.0)
+    seed: IntProperty(name="Seed", default=0, min=0)
+    resolution: EnumProperty(name="Resolution", items=RESOLUTION_PRESETS, default="128")
+    use_image_plane: BoolProperty(
+        name="Image Plane", description="Also show the take on a plane in front of the camera", default=False
+    )
+    texture_object: PointerProperty(
+        name="Texture Object",
+        type=bpy.types.Object,
+        description="Also put the take as a material texture on this object (optional)",
+    )
+    camera_phrase: StringProperty(name="Phrase", default="orbit left 90 degrees")
+    takes: CollectionProperty(type=DIMO_PG_take)
+    active_take_index: IntProperty(name="Take", default=-1)
+
+
+class DIMO_PG_job(bpy.types.PropertyGroup):
+    """Live state of the running DiMo job and of the engine connection (never saved)."""
+
+    running: BoolProperty(default=False)
+    stage: StringProperty(default="")
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty(default="")
+    error: StringProperty(default="")
+    engine_status: StringProperty(default="")
+
+
+classes = (DIMO_PG_take, DIMO_PG_scene, DIMO_PG_job)
 
 
 def attach():
-    pass
+    bpy.types.Scene.dimo = PointerProperty(type=DIMO_PG_scene)
+    bpy.types.WindowManager.dimo_job = PointerProperty(type=DIMO_PG_job)
 
 
 def detach():
-    pass
+    del bpy.types.WindowManager.dimo_job
+    del bpy.types.Scene.dimo

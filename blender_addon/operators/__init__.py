@@ -1,3 +1,11 @@
 """Operators of the DiMo add-on. Each module exports `classes`; they are thin and call plain functions."""
 
-classes = ()
+from . import camera_phrase, engine, generate, render, takes
+
+classes = (
+    *engine.classes,
+    *generate.classes,
+    *render.classes,
+    *takes.classes,
+    *camera_phrase.classes,
+)

@@ -1,3 +1,5 @@
 """Panels of the DiMo add-on (3D viewport sidebar, tab "DiMo"). Each module exports `classes`."""
 
-classes = ()
+from . import panels
+
+classes = (*panels.classes,)
