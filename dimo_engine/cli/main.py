@@ -15,6 +15,9 @@ from dimo_engine.errors import InputError
 
 # name -> (module under dimo_engine.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "render-clips": ("render_clips", "render synthetic multi-view training clips with Blender (sharded, resumable)"),
+    "contact-sheet": ("contact_sheet", "write a PNG of a rendered clip: views x frames with 2D joints"),
+    "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
 }
 
 
