@@ -15,6 +15,10 @@ from dimo_engine.errors import InputError
 
 # name -> (module under dimo_engine.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("generate", "re-enact a driving video with a reference character from one or more cameras"),
+    "encode-motion": ("encode_motion", "compute a driving video's motion tokens once, for reuse with generate --motion"),
+    "serve": ("serve", "run the engine's HTTP service for the Blender add-on (loopback, token)"),
+    "info": ("info", "print the model, device, dtype and memory the engine would use"),
     "render-clips": ("render_clips", "render synthetic multi-view training clips with Blender (sharded, resumable)"),
     "contact-sheet": ("contact_sheet", "write a PNG of a rendered clip: views x frames with 2D joints"),
     "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
