@@ -51,7 +51,8 @@ def build_character(
     _add_bones(armature_obj, rest_joints, parents, joint_names)
 
     mesh = bpy.data.meshes.new(f"{name} Mesh")
-    mesh.from_pydata(rest_vertices.tolist(), [], np.asarray(faces, dtype=np.int64).tolist())
+    # faces: (T,3) array or a list of polygons of any size (the hair adds quads).
+    mesh.from_pydata(rest_vertices.tolist(), [], [list(map(int, face)) for face in faces])
     mesh.update()
     mesh_obj = bpy.data.objects.new(f"{name} Body", mesh)
     collection.objects.link(mesh_obj)
@@ -96,25 +97,6 @@ def _add_vertex_groups(mesh_obj, weights, joint_names):
         column = weights[:, joint_index]
         for vertex_index in np.nonzero(column > 1e-6)[0]:
             group.add([int(vertex_index)], float(column[vertex_index]), "REPLACE")
-
-
-def add_rigid_part(mesh_obj, vertices: np.ndarray, faces: np.ndarray, bone_name: str) -> np.ndarray:
-    """Append a rigid part (hair) to the body mesh, skinned fully to one bone; returns its vertex indices."""
-    mesh = mesh_obj.data
-    start_vertex, start_loop, start_poly = len(mesh.vertices), len(mesh.loops), len(mesh.polygons)
-    faces = np.asarray(faces, dtype=np.int64)
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", np.asarray(vertices, dtype=np.float32).ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", (faces + start_vertex).astype(np.int32).ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", (start_loop + faces.shape[1] * np.arange(len(faces))).astype(np.int32))
-    mesh.update(calc_edges=True)
-    for polygon in mesh.polygons[start_poly:]:
-        polygon.use_smooth = True
-    new_indices = np.arange(start_vertex, start_vertex + len(vertices))
-    mesh_obj.vertex_groups[bone_name].add(new_indices.tolist(), 1.0, "REPLACE")
-    return new_indices
 
 
 def key_pose(armature_obj, joint_names, armature_pose: np.ndarray, transl: np.ndarray, frames) -> None:

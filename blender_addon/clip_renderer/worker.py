@@ -1,0 +1,170 @@
+"""The headless render worker: `python -m blender_addon.clip_renderer.worker PLAN_DIR` renders
+every clip of a plan written by `dimo_engine.clip_plan` into the clip dataset, one clip at a time,
+skipping complete clips; prints `clip-done <index>` per clip for the parent's progress bar.
+
+Runs with the `bpy` module in a fresh process, so each shard gets its own Blender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import bpy
+import numpy as np
+
+from ..camera_export import import_camera_path
+from ..camera_path import camera_path_from_dict, camera_path_to_dict
+from . import appearance as looks
+from .character import build_character, key_pose
+from .render import ViewRenderer, configure_render
+from .scene import build_background, build_lights, set_vertex_colours
+from .writer import CLIP_FORMAT, FORMAT_VERSION, ClipWriter, is_clip_complete
+
+LEFT_HAND_JOINTS = [20] + list(range(22, 37))
+RIGHT_HAND_JOINTS = [21] + list(range(37, 52))
+
+
+def project_joints(joints: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray, width: int, height: int):
+    """joints (F,J,3), K (F,3,3), world_to_camera (F,4,4) -> pixels (F,J,2), visible (F,J) bool."""
+    camera = np.einsum("fab,fjb->fja", world_to_camera[:, :3, :3], joints) + world_to_camera[:, None, :3, 3]
+    depth = camera[..., 2]
+    pixels = np.einsum("fab,fjb->fja", K, camera)
+    uv = pixels[..., :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[..., None]
+    visible = (depth > 1e-6) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    return uv, visible
+
+
+def hand_boxes(joints2d: np.ndarray, in_front: np.ndarray, image_size: int) -> np.ndarray:
+    """(F,2,4) square pixel boxes around each hand's wrist and finger joints, padded by 30%."""
+    boxes = np.zeros((joints2d.shape[0], 2, 4))
+    for side, indices in enumerate((LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS)):
+        for frame in range(joints2d.shape[0]):
+            points = joints2d[frame, indices][in_front[frame, indices]]
+            if len(points) == 0:
+                continue
+            low, high = points.min(axis=0), points.max(axis=0)
+            centre = 0.5 * (low + high)
+            half = 0.65 * max(high - low) + 0.02 * image_size
+            boxes[frame, side] = [centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half]
+    return boxes
+
+
+def person_box(alpha: np.ndarray) -> np.ndarray:
+    """[x0, y0, x1, y1] pixel box (edges) of the mask alpha (H, W) uint8; zeros when empty."""
+    ys, xs = np.nonzero(alpha > 127)
+    if len(xs) == 0:
+        return np.zeros(4)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+
+
+def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
+    """Build the scene of one planned clip, render all its views and commit the clip folder."""
+    settings = plan["settings"]
+    arrays = dict(np.load(os.path.join(plan_dir, clip["arrays"])))
+    width, height, num_frames = settings["width"], settings["height"], settings["num_frames"]
+    frames = list(range(num_frames))
+    appearance = looks.random_appearance(clip["appearance_seed"])
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 0, num_frames - 1
+    joint_names = plan["joint_names"]
+    vertices, faces, weights = arrays["rest_vertices"], list(body["faces"]), body["weights"]
+    colours = looks.vertex_colours(appearance, vertices, weights, arrays["rest_joints"])
+    hair_vertices, hair_faces = looks.hair_geometry(appearance, vertices, weights)
+    if len(hair_vertices):
+        # The hair is part of the body mesh, rigid on the head bone, so it is in the person mask.
+        faces += list(hair_faces + len(vertices))
+        head_only = np.zeros((len(hair_vertices), weights.shape[1]))
+        head_only[:, looks.HEAD_JOINT] = 1.0
+        vertices, weights = np.concatenate([vertices, hair_vertices]), np.concatenate([weights, head_only])
+        colours = np.concatenate([colours, np.tile(appearance.hair, (len(hair_vertices), 1))])
+    armature_obj, body_obj = build_character(
+        "DiMo Character", vertices, faces, weights, arrays["rest_joints"], body["parents"], joint_names
+    )
+    set_vertex_colours(body_obj, colours)
+    key_pose(armature_obj, joint_names, arrays["armature_pose"], arrays["transl"], frames)
+
+    cameras = [camera_path_from_dict(view["camera"], source=f"plan camera {view['name']}") for view in clip["views"]]
+    camera_distance = max(float(np.linalg.norm(c.camera_to_world[:, :3, 3], axis=1).max()) for c in cameras)
+    set_objects = build_background(appearance, radius=camera_distance + 3.0, collection=scene.collection)
+    build_lights(appearance, scene, scene.collection)
+
+    # Before the cameras: their lens and shift are computed for the scene's output size.
+    configure_render(scene, settings["engine"], settings["samples"], width, height, settings.get("denoise", False), settings.get("threads", 0))
+    writer = ClipWriter(plan["root"], clip["split"], clip["index"])
+    renderer = ViewRenderer(scene, [body_obj], set_objects)
+    try:
+        for view, camera_path in zip(clip["views"], cameras):
+            camera_obj = import_camera_path(camera_path, scene, name=f"DiMo {view['name']}", apply_render_settings=False)
+            scene.camera = camera_obj
+            static = bool(np.allclose(camera_path.world_to_camera, camera_path.world_to_camera[:1]) and np.allclose(camera_path.K, camera_path.K[:1]))
+            set_rgb = None
+            boxes = []
+            for frame_index, frame in enumerate(frames):
+                scene.frame_set(frame)
+                if set_rgb is None or not static:
+                    set_rgb = renderer.render_set()
+                rgba = renderer.composite(renderer.render_person(), set_rgb)
+                writer.write_frame(view["name"], frame_index, rgba)
+                boxes.append(person_box(rgba[..., 3]))
+            writer.write_camera(view["name"], camera_path_to_dict(camera_path))
+            joints2d, visible = project_joints(arrays["joints"], camera_path.K, camera_path.world_to_camera, width, height)
+            in_front = np.einsum("fab,fjb->fja", camera_path.world_to_camera[:, :3, :3], arrays["joints"])[..., 2] + camera_path.world_to_camera[:, None, 2, 3] > 1e-6
+            writer.write_annotations(
+                view["name"],
+                joints2d=joints2d.astype(np.float32),
+                joints_visible=visible,
+                hand_boxes=hand_boxes(joints2d, in_front, max(width, height)).astype(np.float32),
+                person_box=np.stack(boxes).astype(np.float32),
+            )
+        writer.write_motion(
+            **{key: arrays[key] for key in ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "betas", "transl", "joints")}
+        )
+        manifest = {
+            "format": CLIP_FORMAT,
+            "version": FORMAT_VERSION,
+            "clip_id": f"{clip['split']}/clip_{clip['index']:06d}",
+            "split": clip["split"],
+            "num_frames": num_frames,
+            "fps": float(settings["fps"]),
+            "width": width,
+            "height": height,
+            "motion": clip["motion"],
+            "appearance_seed": int(clip["appearance_seed"]),
+            "render": {"engine": settings["engine"], "samples": int(settings["samples"]), "denoise": bool(settings.get("denoise", False))},
+            "body_model": settings["body_model"],
+            "driving_view": next(view["name"] for view in clip["views"] if view["kind"] == "driving"),
+            "views": [{key: value for key, value in view.items() if key != "camera"} for view in clip["views"]],
+            "appearance": {"hair": appearance.hair_style, "background": appearance.background,
+                           "shirt_pattern": appearance.shirt[0], "trousers_pattern": appearance.trousers[0]},
+        }
+        return writer.commit(manifest)
+    except BaseException:
+        writer.abandon()
+        raise
+    finally:
+        renderer.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Render the clips of a plan written by dimo render-clips.")
+    parser.add_argument("plan_dir")
+    args = parser.parse_args(argv)
+    with open(os.path.join(args.plan_dir, "plan.json")) as handle:
+        plan = json.load(handle)
+    body = dict(np.load(os.path.join(args.plan_dir, "body.npz")))
+    for clip in plan["clips"]:
+        if is_clip_complete(plan["root"], clip["split"], clip["index"]):
+            print(f"clip-skipped {clip['index']}", flush=True)
+            continue
+        render_clip(args.plan_dir, plan, clip, body)
+        print(f"clip-done {clip['index']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
