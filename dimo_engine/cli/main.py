@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render-clips": ("render_clips", "render synthetic multi-view training clips with Blender (sharded, resumable)"),
     "contact-sheet": ("contact_sheet", "write a PNG of a rendered clip: views x frames with 2D joints"),
     "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
+    "train": ("train", "train DiMo on rendered clips (accelerate; configs in training/configs)"),
+    "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
     "build-extension": ("build_extension", "validate blender_manifest.toml and zip the Blender extension (add-on only)"),
 }
 
