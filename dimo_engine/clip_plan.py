@@ -137,23 +137,33 @@ def armature_pose(body_model, motion) -> np.ndarray:
     return output.full_pose.reshape(F, -1, 3).double().numpy()
 
 
-def plan_views(settings: RenderSettings, motion_joints: np.ndarray, rng: np.random.Generator) -> list[PlannedView]:
-    """The driving view, then static ring views and moving cameras in turn, all in the character frame."""
+# Moving cameras: single moves and combinations, drawn uniformly.
+CAMERA_MOVES = ("orbit", "dolly_in", "dolly_out", "crane_up", "crane_down", "handheld",
+                "orbit+dolly_in", "orbit+crane_up", "dolly_out+handheld", "crane_down+orbit", "orbit+handheld")
+
+
+def subject_box(joints: np.ndarray, margin: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Box around all joints of the clip (F,J,3), padded for the body's flesh and hair, floor at 0."""
+    low = joints.reshape(-1, 3).min(axis=0) - margin
+    high = joints.reshape(-1, 3).max(axis=0) + margin
+    low[2] = min(low[2], 0.0)
+    return low, high
+
+
+def plan_views(settings: RenderSettings, joints: np.ndarray, rng: np.random.Generator) -> list[PlannedView]:
+    """The driving view, then a static ring and moving cameras (half each), framed on the whole motion."""
     from blender_addon import camera_rigs
 
-    common = dict(num_frames=settings.frames, fps=settings.fps, width=settings.resolution, height=settings.resolution)
-    views = [PlannedView("driving", "driving", camera_rigs.driving_view(rng=rng, **common))]
-    num_static = (settings.views - 1 + 1) // 2
-    num_moving = settings.views - 1 - num_static
+    common = dict(num_frames=settings.frames, fps=settings.fps, width=settings.resolution, height=settings.resolution,
+                  seed=rng, subject_box=subject_box(joints))
+    views = [PlannedView("driving", "driving", camera_rigs.driving_view(**common))]
+    num_static = settings.views // 2
     if num_static:
-        ring = camera_rigs.static_ring(num_views=num_static, rng=rng, **common)
-        for camera, azimuth, elevation in ring:
-            views.append(PlannedView(f"static_az{azimuth:03.0f}_el{elevation:02.0f}", "static", camera,
-                                     {"azimuth_deg": float(azimuth), "elevation_deg": float(elevation)}))
-    moves = camera_rigs.MOVES
-    for k in range(num_moving):
-        move = moves[int(rng.integers(len(moves)))]
-        views.append(PlannedView(f"moving_{k:02d}_{move}", "moving", camera_rigs.moving_camera(move, rng=rng, **common), {"move": move}))
+        ring = camera_rigs.static_ring(num_static, (float(rng.uniform(0.0, 25.0)),), azimuth_jitter_deg=360.0 / num_static / 4, **common)
+        views += [PlannedView(view.name, "static", view.camera_path, dict(view.details)) for view in ring]
+    for k in range(settings.views - 1 - num_static):
+        move = CAMERA_MOVES[int(rng.integers(len(CAMERA_MOVES)))]
+        views.append(PlannedView(f"moving_{k:02d}_{move.replace('+', '_')}", "moving", camera_rigs.moving_camera(move, **common), {"move": move}))
     return views
 
 

@@ -100,3 +100,17 @@ class ViewRenderer:
             os.rmdir(self._folder)
         except OSError:
             pass
+
+
+def render_view(renderer: ViewRenderer, camera_obj, camera_path, frames):
+    """Yield (frame_index, rgba uint8 (H,W,4)) for each scene frame in `frames` seen by `camera_obj`;
+    a generator so a modal operator can render one frame per timer tick."""
+    scene = renderer.scene
+    scene.camera = camera_obj
+    static = bool(np.allclose(camera_path.world_to_camera, camera_path.world_to_camera[:1]) and np.allclose(camera_path.K, camera_path.K[:1]))
+    set_rgb = None
+    for frame_index, frame in enumerate(frames):
+        scene.frame_set(int(frame))
+        if set_rgb is None or not static:
+            set_rgb = renderer.render_set()
+        yield frame_index, renderer.composite(renderer.render_person(), set_rgb)

@@ -18,47 +18,11 @@ import numpy as np
 from ..camera_export import import_camera_path
 from ..camera_path import camera_path_from_dict, camera_path_to_dict
 from . import appearance as looks
+from .annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, person_box, view_annotations
 from .character import build_character, key_pose
-from .render import ViewRenderer, configure_render
+from .render import ViewRenderer, configure_render, render_view
 from .scene import build_background, build_lights, set_vertex_colours
 from .writer import CLIP_FORMAT, FORMAT_VERSION, ClipWriter, is_clip_complete
-
-LEFT_HAND_JOINTS = [20] + list(range(22, 37))
-RIGHT_HAND_JOINTS = [21] + list(range(37, 52))
-
-
-def project_joints(joints: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray, width: int, height: int):
-    """joints (F,J,3), K (F,3,3), world_to_camera (F,4,4) -> pixels (F,J,2), visible (F,J) bool."""
-    camera = np.einsum("fab,fjb->fja", world_to_camera[:, :3, :3], joints) + world_to_camera[:, None, :3, 3]
-    depth = camera[..., 2]
-    pixels = np.einsum("fab,fjb->fja", K, camera)
-    uv = pixels[..., :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[..., None]
-    visible = (depth > 1e-6) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
-    return uv, visible
-
-
-def hand_boxes(joints2d: np.ndarray, in_front: np.ndarray, image_size: int) -> np.ndarray:
-    """(F,2,4) square pixel boxes around each hand's wrist and finger joints, padded by 30%."""
-    boxes = np.zeros((joints2d.shape[0], 2, 4))
-    for side, indices in enumerate((LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS)):
-        for frame in range(joints2d.shape[0]):
-            points = joints2d[frame, indices][in_front[frame, indices]]
-            if len(points) == 0:
-                continue
-            low, high = points.min(axis=0), points.max(axis=0)
-            centre = 0.5 * (low + high)
-            half = 0.65 * max(high - low) + 0.02 * image_size
-            boxes[frame, side] = [centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half]
-    return boxes
-
-
-def person_box(alpha: np.ndarray) -> np.ndarray:
-    """[x0, y0, x1, y1] pixel box (edges) of the mask alpha (H, W) uint8; zeros when empty."""
-    ys, xs = np.nonzero(alpha > 127)
-    if len(xs) == 0:
-        return np.zeros(4)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
-
 
 def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
     """Build the scene of one planned clip, render all its views and commit the clip folder."""
@@ -100,27 +64,12 @@ def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
     try:
         for view, camera_path in zip(clip["views"], cameras):
             camera_obj = import_camera_path(camera_path, scene, name=f"DiMo {view['name']}", apply_render_settings=False)
-            scene.camera = camera_obj
-            static = bool(np.allclose(camera_path.world_to_camera, camera_path.world_to_camera[:1]) and np.allclose(camera_path.K, camera_path.K[:1]))
-            set_rgb = None
             boxes = []
-            for frame_index, frame in enumerate(frames):
-                scene.frame_set(frame)
-                if set_rgb is None or not static:
-                    set_rgb = renderer.render_set()
-                rgba = renderer.composite(renderer.render_person(), set_rgb)
+            for frame_index, rgba in render_view(renderer, camera_obj, camera_path, frames):
                 writer.write_frame(view["name"], frame_index, rgba)
                 boxes.append(person_box(rgba[..., 3]))
             writer.write_camera(view["name"], camera_path_to_dict(camera_path))
-            joints2d, visible = project_joints(arrays["joints"], camera_path.K, camera_path.world_to_camera, width, height)
-            in_front = np.einsum("fab,fjb->fja", camera_path.world_to_camera[:, :3, :3], arrays["joints"])[..., 2] + camera_path.world_to_camera[:, None, 2, 3] > 1e-6
-            writer.write_annotations(
-                view["name"],
-                joints2d=joints2d.astype(np.float32),
-                joints_visible=visible,
-                hand_boxes=hand_boxes(joints2d, in_front, max(width, height)).astype(np.float32),
-                person_box=np.stack(boxes).astype(np.float32),
-            )
+            writer.write_annotations(view["name"], **view_annotations(arrays["joints"], camera_path, boxes, (SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND)))
         writer.write_motion(
             **{key: arrays[key] for key in ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "betas", "transl", "joints")}
         )

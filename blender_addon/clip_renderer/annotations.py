@@ -1,0 +1,61 @@
+"""2D annotations of a rendered view (docs/formats.md, annotations.npz): joints projected with the
+view's camera path, their visibility, hand boxes for the hand encoder and the person box.
+numpy only; pixel origin at the top-left image corner."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# SMPL-H: wrist, then the 15 finger joints of that hand.
+SMPLH_LEFT_HAND = [20] + list(range(22, 37))
+SMPLH_RIGHT_HAND = [21] + list(range(37, 52))
+
+
+def project_joints(joints: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray, width: int, height: int):
+    """joints (F,J,3) character frame, K (F,3,3), world_to_camera (F,4,4) ->
+    pixels (F,J,2), visible (F,J) (in front of the camera and inside the image), in_front (F,J)."""
+    camera = np.einsum("fab,fjb->fja", world_to_camera[:, :3, :3], joints) + world_to_camera[:, None, :3, 3]
+    depth = camera[..., 2]
+    pixels = np.einsum("fab,fjb->fja", K, camera)
+    uv = pixels[..., :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[..., None]
+    in_front = depth > 1e-6
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    return uv, in_front & inside, in_front
+
+
+def hand_boxes(joints2d: np.ndarray, in_front: np.ndarray, hands, image_size: int) -> np.ndarray:
+    """(F,2,4) square pixel boxes [x0,y0,x1,y1] around each hand's joints (`hands`: two index lists,
+    left then right), padded by 30% and 2% of the image; zeros where a hand has no joint in front."""
+    boxes = np.zeros((joints2d.shape[0], 2, 4))
+    for side, indices in enumerate(hands):
+        if len(indices) == 0:
+            continue
+        for frame in range(joints2d.shape[0]):
+            points = joints2d[frame, indices][in_front[frame, indices]]
+            if len(points) == 0:
+                continue
+            low, high = points.min(axis=0), points.max(axis=0)
+            centre = 0.5 * (low + high)
+            half = 0.65 * max(high - low) + 0.02 * image_size
+            boxes[frame, side] = [centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half]
+    return boxes
+
+
+def person_box(alpha: np.ndarray) -> np.ndarray:
+    """[x0, y0, x1, y1] pixel-edge box of the mask alpha (H, W) uint8; zeros when empty."""
+    ys, xs = np.nonzero(alpha > 127)
+    if len(xs) == 0:
+        return np.zeros(4)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+
+
+def view_annotations(joints: np.ndarray, camera_path, person_boxes, hands) -> dict:
+    """All arrays of one view's annotations.npz."""
+    width, height = camera_path.width, camera_path.height
+    joints2d, visible, in_front = project_joints(joints, camera_path.K, camera_path.world_to_camera, width, height)
+    return {
+        "joints2d": joints2d.astype(np.float32),
+        "joints_visible": visible,
+        "hand_boxes": hand_boxes(joints2d, in_front, hands, max(width, height)).astype(np.float32),
+        "person_box": np.stack(person_boxes).astype(np.float32),
+    }
