@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from dimo_engine.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 # Frames shared by neighbouring windows; cross-fading over them hides the seams.
 DEFAULT_OVERLAP = 4
@@ -126,7 +129,7 @@ def crop_frames(frames: np.ndarray, box: tuple[int, int, int, int], height: int,
 
 def person_box_from_locator(keypoint_locator, frames: np.ndarray, min_confidence: float = 0.05):
     """Box around the joints a trained keypoint locator finds in uint8 frames (F, H, W, C), or None."""
-    if keypoint_locator is None or not getattr(keypoint_locator.config, "trained", False):
+    if keypoint_locator is None or not bool(getattr(keypoint_locator.config, "trained", False)):
         return None
     image_height, image_width = frames.shape[1:3]
     whole = square_box(None, image_width, image_height)
@@ -212,6 +215,17 @@ def motion_num_frames(motion) -> int:
     return int(motion.body.shape[1])
 
 
+def has_trained_locator(pipe) -> bool:
+    locator = getattr(pipe, "keypoint_locator", None)
+    return locator is not None and bool(getattr(locator.config, "trained", False))
+
+
+def whole_frame_hand_boxes(num_frames: int, size) -> torch.Tensor:
+    """Hand boxes (F, 2, 4) covering the whole crop: the stand-in when no trained locator can find the hands."""
+    height, width = int(size[0]), int(size[1])
+    return torch.tensor([0.0, 0.0, width, height]).expand(num_frames, 2, 4).clone()
+
+
 def encode_driving(pipe, frames: np.ndarray, fps: float, overlap: int = DEFAULT_OVERLAP, source: str = "driving video"):
     """Motion tokens for a whole driving clip: one `pipe.encode_motion` call per overlapping window, blended."""
     config = pipe.config
@@ -221,11 +235,14 @@ def encode_driving(pipe, frames: np.ndarray, fps: float, overlap: int = DEFAULT_
     window = int(config.num_frames)
     starts = window_starts(total, window, overlap)
     device = getattr(pipe, "device", torch.device("cpu"))
+    hand_boxes = None if has_trained_locator(pipe) else whole_frame_hand_boxes(window, model_input.shape[-2:])
+    if hand_boxes is not None:
+        logger.warning("this model has no trained keypoint locator, so hand motion is read from the whole frame")
     pieces = []
     for start in starts:
         chunk = pad_to_window(model_input[start : start + window], window).to(device)  # (window, 3, H, W)
         with torch.no_grad():
-            pieces.append(pipe.encode_motion(chunk))
+            pieces.append(pipe.encode_motion(chunk, hand_boxes=hand_boxes))
     if len(pieces) == 1:
         return slice_motion(pieces[0], 0, total, 0)
     return dataclasses.replace(

@@ -1,0 +1,112 @@
+"""`dimo generate`: re-enact a driving video (or saved motion tokens) with a reference character,
+seen from one or more cameras; writes a PNG sequence and an MP4 per camera.
+
+Everything is read and checked before anything is written, and each camera's frames go to a
+hidden `.camera_NN.partial` folder renamed when complete, so `--out` never holds half a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from dimo_engine.cli.model_args import add_model_arguments, load_model_from_args
+from dimo_engine.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", type=Path, required=True, help="reference image of the character (PNG or JPEG)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--driving", type=Path, help="driving video (mp4, mov, webm, gif) or a folder of images")
+    source.add_argument("--motion", type=Path, help="motion tokens from 'dimo encode-motion' (.safetensors)")
+    parser.add_argument("--camera", dest="camera_specs", action="append", type=lambda value: ("file", value),
+                        default=[], metavar="PATH.json", help="camera path file; repeat for more cameras")
+    parser.add_argument("--camera-phrase", dest="camera_specs", action="append", type=lambda value: ("phrase", value),
+                        metavar="TEXT", help="camera as a phrase, e.g. 'orbit left 90 degrees' (see docs/cameras.md)")
+    parser.add_argument("--reference-camera", type=Path, default=None,
+                        help="camera path file of the reference image (default: front, eye level)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: camera_00/0000.png ..., camera_00/video.mp4, camera_00/camera.json")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, default=None, help="motion guidance scale (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of a driving image folder (default 24)")
+    parser.add_argument("--no-video", action="store_true", help="write PNG sequences only, no MP4")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from dimo_engine.camera import camera_path_from_phrase, load_camera_path, save_camera_path
+    from dimo_engine.driving import encode_driving, load_motion_file, motion_num_frames
+    from dimo_engine.generation import GenerationSettings, conform_camera, reenact
+    from dimo_engine.video_io import read_image, read_video, to_uint8, write_png_sequence, write_video
+
+    if not args.camera_specs:
+        raise InputError("no camera given; add --camera PATH.json or --camera-phrase 'orbit left 90 degrees'")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file; give a folder (it is created if missing)")
+    settings = GenerationSettings(num_inference_steps=args.steps, motion_guidance_scale=args.guidance, seed=args.seed)
+    settings.validate("command line")
+
+    # Read and check every input before the model loads and before anything is written.
+    reference = read_image(args.reference)
+    camera_files = {value: load_camera_path(value) for kind, value in args.camera_specs if kind == "file"}
+    reference_camera = load_camera_path(args.reference_camera) if args.reference_camera else None
+    driving = read_video(args.driving, fps=args.fps) if args.driving is not None else None
+    motion = load_motion_file(args.motion) if args.motion is not None else None
+
+    pipe, model_path = load_model_from_args(args)
+    config = pipe.config
+    model_fps = float(config.fps)
+    if motion is None:
+        motion = encode_driving(pipe, *driving, source=f"driving video {args.driving}")
+    num_frames = motion_num_frames(motion)
+    cameras = []
+    for kind, value in args.camera_specs:
+        if kind == "file":
+            cameras.append(conform_camera(camera_files[value], num_frames, model_fps, f"camera {value}"))
+        else:
+            cameras.append(camera_path_from_phrase(value, num_frames=num_frames, fps=model_fps,
+                                                   width=int(config.width), height=int(config.height)))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=1, desc="generating", unit="step", dynamic_ncols=True)
+
+    def on_progress(progress) -> None:
+        bar.total = progress.total_steps
+        bar.n = progress.step
+        bar.set_postfix(frames=f"{progress.frames_done}/{progress.frames_total}", refresh=False)
+        bar.refresh()
+
+    partial = [args.out / f".camera_{index:02d}.partial" for index in range(len(cameras))]
+    try:
+        for folder, camera in zip(partial, cameras):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            save_camera_path(camera, folder / "camera.json")
+
+        def on_frames(camera_index: int, first: int, frames) -> None:
+            write_png_sequence(frames, partial[camera_index], start=first)
+
+        videos = reenact(pipe, reference, motion, cameras, reference_camera=reference_camera, settings=settings,
+                         on_frames=on_frames, on_progress=on_progress)
+        bar.close()
+        if not args.no_video:
+            for folder, frames in zip(partial, videos):
+                write_video(to_uint8(np.asarray(frames)), folder / "video.mp4", fps=model_fps)
+        # Only complete results replace what was there before.
+        for index, (folder, frames) in enumerate(zip(partial, videos)):
+            final = args.out / f"camera_{index:02d}"
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(folder, final)
+            print(f"{final}: {len(frames)} frames at {model_fps:g} fps")
+    finally:
+        bar.close()
+        for folder in partial:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0

@@ -1,0 +1,213 @@
+"""Where a job becomes frames: motion tokens + reference image + camera paths -> video frames per
+camera, window by window, with progress, cancellation within one denoising step, and each
+finished frame handed to a sink as soon as no later window can change it.
+
+The CLI (`dimo generate`) and the service's job worker both run this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dimo_engine.camera import CameraPath
+from dimo_engine.driving import (
+    BACKGROUND,
+    DEFAULT_OVERLAP,
+    blend_windows,
+    motion_num_frames,
+    pad_to_window,
+    slice_motion,
+    window_starts,
+)
+from dimo_engine.errors import InputError
+
+
+class GenerationCancelled(Exception):
+    """Raised from the denoising callback when the job was cancelled."""
+
+
+@dataclasses.dataclass
+class Progress:
+    stage: str = "queued"  # queued | encoding | generating | writing | done
+    step: int = 0
+    total_steps: int = 0
+    frames_done: int = 0
+    frames_total: int = 0
+    fraction: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclasses.dataclass
+class GenerationSettings:
+    """Sampler settings; None leaves the pipeline's own default."""
+
+    num_inference_steps: int | None = None
+    motion_guidance_scale: float | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "settings") -> "GenerationSettings":
+        if not isinstance(data, dict):
+            raise InputError(f"{source} must be a JSON object like {{\"num_inference_steps\": 20, \"seed\": 0}}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"{source} has unknown field(s) {unknown}; use only {sorted(known)}")
+        settings = cls(**data)
+        settings.validate(source)
+        return settings
+
+    def validate(self, source: str = "settings") -> None:
+        steps = self.num_inference_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 200):
+            raise InputError(f"{source}: num_inference_steps must be an integer from 1 to 200, got {steps!r}")
+        scale = self.motion_guidance_scale
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                  or not np.isfinite(scale) or not 0.0 <= scale <= 30.0):
+            raise InputError(f"{source}: motion_guidance_scale must be a number from 0 to 30, got {scale!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise InputError(f"{source}: seed must be a non-negative integer, got {self.seed!r}")
+
+
+def conform_camera(camera: CameraPath, num_frames: int, model_fps: float, source: str = "camera path") -> CameraPath:
+    """The camera on the motion's `num_frames` frames at the model fps.
+
+    A one-frame camera is a static view. A camera at another fps is resampled in time when it
+    spans the same duration (e.g. 48 frames at 24 fps for 24 frames at 12 fps).
+    """
+    if camera.num_frames == num_frames:
+        return retime(camera, np.arange(num_frames), model_fps)
+    if camera.num_frames == 1:
+        return retime(camera, np.zeros(num_frames, dtype=int), model_fps)
+    if abs(camera.fps - model_fps) > 1e-6:
+        ticks = int(np.floor((camera.num_frames - 1) * model_fps / camera.fps + 1e-6)) + 1
+        if ticks == num_frames:
+            indices = np.minimum(np.round(np.arange(num_frames) * camera.fps / model_fps).astype(int), camera.num_frames - 1)
+            return retime(camera, indices, model_fps)
+    raise InputError(
+        f"{source} has {camera.num_frames} frames at {camera.fps:g} fps but the motion has {num_frames} frames at the "
+        f"model's {model_fps:g} fps; export the camera for {num_frames} frames at {model_fps:g} fps "
+        f"(or the same duration at its own fps), or give a one-frame camera for a static view"
+    )
+
+
+def retime(camera: CameraPath, indices: np.ndarray, fps: float) -> CameraPath:
+    """The camera's frames at `indices` (repeats allowed), numbered 0..n-1 at `fps`: one per generated frame."""
+    indices = np.asarray(indices, dtype=int)
+    return CameraPath(camera.width, camera.height, float(fps), np.arange(indices.size),
+                      camera.K[indices].copy(), camera.world_to_camera[indices].copy())
+
+
+def reference_to_pil(reference: np.ndarray) -> Image.Image:
+    """uint8 (H, W, C) -> RGB PIL image, a transparent background becoming the same grey as driving crops."""
+    if reference.shape[-1] == 4:
+        alpha = reference[..., 3:4].astype(np.float32) / 255.0
+        rgb = reference[..., :3].astype(np.float32) * alpha + 255.0 * BACKGROUND * (1.0 - alpha)
+        reference = (rgb + 0.5).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(reference[..., :3]))
+
+
+FrameSink = Callable[[int, int, np.ndarray], None]  # (camera_index, first_frame, frames (n, H, W, 3) float [0, 1])
+
+
+def reenact(
+    pipe,
+    reference: np.ndarray,
+    motion,
+    cameras: list[CameraPath],
+    reference_camera: CameraPath | None = None,
+    settings: GenerationSettings | None = None,
+    on_frames: FrameSink | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+) -> list[np.ndarray]:
+    """Generate every camera's video; returns per camera frames (T, H, W, 3) float in [0, 1].
+
+    `cameras` must already have the motion's T frames (see `conform_camera`).
+    """
+    settings = settings or GenerationSettings()
+    total = motion_num_frames(motion)
+    window = int(pipe.config.num_frames)
+    starts = window_starts(total, window, overlap)
+    steps_per_call = settings.num_inference_steps or _default_steps(pipe)
+    progress = Progress(stage="generating", total_steps=steps_per_call * len(starts) * len(cameras),
+                        frames_total=total * len(cameras))
+    started = time.monotonic()
+
+    def report(steps_done: int) -> None:
+        progress.step = steps_done
+        progress.fraction = min(1.0, steps_done / max(1, progress.total_steps))
+        elapsed = time.monotonic() - started
+        progress.eta_s = elapsed / progress.fraction * (1.0 - progress.fraction) if progress.fraction > 0 else None
+        if on_progress is not None:
+            on_progress(dataclasses.replace(progress))
+
+    steps_done = 0
+    report(0)
+    reference_image = reference_to_pil(reference)
+    results = []
+    for camera_index, camera in enumerate(cameras):
+        chunks: list[np.ndarray] = []
+        written = 0
+        for window_index, start in enumerate(starts):
+            if is_cancelled is not None and is_cancelled():
+                raise GenerationCancelled()
+            count = min(window, total - start)
+            target = retime(camera, pad_to_window(np.arange(start, start + count), window), camera.fps)
+            call_steps_start = steps_done
+
+            def on_step_end(pipeline, step_index, timestep, callback_kwargs):
+                nonlocal steps_done
+                steps_done = call_steps_start + step_index + 1
+                report(steps_done)
+                if is_cancelled is not None and is_cancelled():
+                    pipeline._interrupt = True
+                    raise GenerationCancelled()
+                return callback_kwargs
+
+            kwargs = {"num_inference_steps": settings.num_inference_steps,
+                      "motion_guidance_scale": settings.motion_guidance_scale}
+            output = pipe(
+                reference_image,
+                motion=slice_motion(motion, start, start + count, window),
+                target_cameras=target,
+                reference_camera=reference_camera,
+                generator=torch.Generator("cpu").manual_seed(settings.seed),
+                output_type="np",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=[],  # the callback only counts steps and cancels
+                **{k: v for k, v in kwargs.items() if v is not None},
+            )
+            if is_cancelled is not None and is_cancelled():
+                raise GenerationCancelled()
+            steps_done = call_steps_start + steps_per_call
+            report(steps_done)
+            chunks.append(np.asarray(output.frames)[0].astype(np.float32))  # (window, H, W, 3)
+            # Frames before the next window's start can no longer change: hand them out now.
+            final = starts[window_index + 1] if window_index + 1 < len(starts) else total
+            if on_frames is not None and final > written:
+                blended = blend_windows(chunks, starts[: len(chunks)], total, overlap)
+                on_frames(camera_index, written, blended[written:final])
+            if final > written:
+                progress.frames_done += final - written
+                written = final
+                report(steps_done)
+        results.append(blend_windows(chunks, starts, total, overlap))
+    progress.stage = "done"
+    report(steps_done)
+    return results
+
+
+def _default_steps(pipe) -> int:
+    import inspect
+
+    parameter = inspect.signature(pipe.__call__).parameters.get("num_inference_steps")
+    default = parameter.default if parameter is not None else None
+    return int(default) if isinstance(default, int) else 1

@@ -1,0 +1,300 @@
+"""The engine's HTTP API (docs/formats.md, "Engine service"): FastAPI routes that authenticate,
+save uploads under names of their own, and hand them to the `JobRunner`.
+
+No path from a request is trusted: uploads are stored as `inputs/reference.png`,
+`inputs/camera_00.json`, ... and only the file suffix is taken from the client, from a whitelist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from dimo_engine import __version__
+from dimo_engine.errors import InputError
+from dimo_engine.server.jobs import TERMINAL_STATUSES, Job, JobRunner
+from dimo_engine.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+_FRAME_NAME = re.compile(r"^[0-9]{4}\.png$")
+_CHUNK = 1 << 20
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class InfoOut(BaseModel):
+    model: str
+    device: str
+    dtype: str
+    version: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    limits: dict[str, int]
+
+
+class ProgressOut(BaseModel):
+    stage: str
+    step: int
+    total_steps: int
+    frames_done: int
+    frames_total: int
+    fraction: float
+    eta_s: float | None
+
+
+class JobCreatedOut(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: ProgressOut
+    error: str | None
+    cameras: int
+
+
+class FramesOut(BaseModel):
+    cameras: list[list[str]]
+
+
+class DeletedOut(BaseModel):
+    job_id: str
+    deleted: bool
+
+
+_ERRORS = {status: {"model": ErrorOut} for status in (401, 404, 413, 422)}
+
+
+def create_app(runner: JobRunner, token: str) -> FastAPI:
+    """The FastAPI app serving `runner`; every route but health needs `Authorization: Bearer <token>`."""
+    app = FastAPI(title="DiMo engine", version=__version__,
+                  description="Re-enact a driving video with a reference character, seen from explicit cameras.")
+    app.state.runner = runner
+    bearer = HTTPBearer(auto_error=False, description="The token printed by `dimo serve` and written to its token file.")
+    limits = runner.limits
+
+    def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong token; send 'Authorization: Bearer <token>' with the token "
+                                     "printed by 'dimo serve' (also in its token file)")
+
+    def job_or_404(job_id: str) -> Job:
+        job = runner.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job with id '{job_id[:64]}'; it was never created or has been deleted")
+        return job
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, error: InputError):
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "path", "query"))
+        message = first.get("msg", "invalid request")
+        return JSONResponse({"detail": f"request field '{where or 'body'}': {message}; see /docs for the expected form"},
+                            status_code=422)
+
+    @app.middleware("http")
+    async def limit_upload_size(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
+            return JSONResponse({"detail": f"the upload is {int(length) // 2**20} MiB, more than the "
+                                           f"{limits.max_upload_bytes // 2**20} MiB limit; send a shorter or smaller video"},
+                                status_code=413)
+        return await call_next(request)
+
+    @app.get("/v1/health", response_model=HealthOut)
+    def health():
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/v1/info", response_model=InfoOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    def info():
+        pipe, config = runner.pipe, runner.pipe.config
+        return {
+            "model": runner.model_name,
+            "device": str(getattr(pipe, "device", "cpu")),
+            "dtype": str(getattr(pipe, "dtype", "torch.float32")).replace("torch.", ""),
+            "version": __version__,
+            "num_frames": int(config.num_frames),
+            "fps": float(config.fps),
+            "width": int(config.width),
+            "height": int(config.height),
+            "limits": limits.to_dict(),
+        }
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobCreatedOut, responses=_ERRORS,
+              dependencies=[Depends(authorize)])
+    def create_job(
+        reference: Annotated[UploadFile, File(description="Reference image of the character (PNG or JPEG).")],
+        cameras: Annotated[list[UploadFile], File(description="One or more camera path JSON files.")],
+        driving: Annotated[UploadFile | None, File(description="Driving video (mp4, mov, webm, gif) or a zip of images.")] = None,
+        motion: Annotated[UploadFile | None, File(description="Motion tokens (.safetensors) from 'dimo encode-motion'.")] = None,
+        reference_camera: Annotated[UploadFile | None, File(description="Camera path JSON of the reference image.")] = None,
+        settings: Annotated[str | None, Form(description="JSON: num_inference_steps, motion_guidance_scale, seed.")] = None,
+    ):
+        job_id, folder = runner.new_job_folder()
+        try:
+            budget = _UploadBudget(limits.max_upload_bytes)
+            inputs = folder / "inputs"
+            reference_path = budget.save(reference, inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
+            camera_paths = [budget.save(upload, inputs / f"camera_{index:02d}.json")
+                            for index, upload in enumerate(cameras[: limits.max_cameras + 1])]
+            driving_path = motion_path = reference_camera_path = None
+            if driving is not None:
+                suffix = (Path(driving.filename or "").suffix or "").lower()
+                if suffix == ".zip":
+                    driving_path = _extract_frames(budget.save(driving, inputs / "driving.zip"), inputs / "driving_frames",
+                                                   limits.max_driving_frames, limits.max_upload_bytes)
+                elif suffix in VIDEO_SUFFIXES:
+                    driving_path = budget.save(driving, inputs / f"driving{suffix}")
+                else:
+                    raise InputError(f"driving file type '{suffix or 'none'}' is not supported; send an mp4, mov, webm "
+                                     f"or gif video, or a zip of PNG/JPEG frames")
+            if motion is not None:
+                motion_path = budget.save(motion, inputs / "motion.safetensors")
+            if reference_camera is not None:
+                reference_camera_path = budget.save(reference_camera, inputs / "reference_camera.json")
+            settings_dict = _parse_settings(settings)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = runner.submit(job_id, folder, reference_path, camera_paths, driving=driving_path, motion=motion_path,
+                            reference_camera=reference_camera_path, settings=settings_dict)
+        return {"job_id": job.id, "status": "queued"}
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    def job_status(job_id: str):
+        return job_or_404(job_id).to_dict()
+
+    @app.get("/v1/jobs/{job_id}/events", responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+             dependencies=[Depends(authorize)])
+    async def job_events(job_id: str):
+        job = job_or_404(job_id)
+
+        async def stream():
+            seen = -1
+            while True:
+                version = job.version
+                if version != seen:
+                    seen = version
+                    snapshot = job.to_dict()
+                    yield f"event: status\ndata: {json.dumps(snapshot)}\n\n"
+                    if snapshot["status"] in TERMINAL_STATUSES or job.deleted:
+                        return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    def cancel_job(job_id: str):
+        job = job_or_404(job_id)
+        runner.cancel(job)
+        return job.to_dict()
+
+    @app.get("/v1/jobs/{job_id}/frames", response_model=FramesOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    def list_frames(job_id: str):
+        return {"cameras": job_or_404(job_id).frame_names()}
+
+    @app.get("/v1/jobs/{job_id}/frames/{camera_index}/{name}", response_class=FileResponse,
+             responses={**_ERRORS, 200: {"content": {"image/png": {}}}}, dependencies=[Depends(authorize)])
+    def get_frame(job_id: str, camera_index: int, name: str):
+        job = job_or_404(job_id)
+        if not 0 <= camera_index < job.num_cameras:
+            raise HTTPException(404, f"camera index {camera_index} is out of range; this job has {job.num_cameras} camera(s)")
+        path = job.camera_folder(camera_index) / name
+        if not _FRAME_NAME.match(name) or not path.is_file():
+            raise HTTPException(404, f"frame '{name[:32]}' of camera {camera_index} is not written (yet); "
+                                     f"list the written frames with GET /v1/jobs/{{id}}/frames")
+        return FileResponse(path, media_type="image/png")
+
+    @app.delete("/v1/jobs/{job_id}", response_model=DeletedOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    def delete_job(job_id: str):
+        job = job_or_404(job_id)
+        runner.delete(job)
+        return {"job_id": job.id, "deleted": True}
+
+    return app
+
+
+class _UploadBudget:
+    """Copies uploads to disk while counting bytes, so the limit holds even without a Content-Length."""
+
+    def __init__(self, max_bytes: int):
+        self.left = max_bytes
+        self.max_bytes = max_bytes
+
+    def save(self, upload: UploadFile, path: Path) -> Path:
+        with open(path, "wb") as target:
+            while block := upload.file.read(_CHUNK):
+                self.left -= len(block)
+                if self.left < 0:
+                    raise HTTPException(413, f"the upload is larger than the {self.max_bytes // 2**20} MiB limit; "
+                                             f"send a shorter or smaller video")
+                target.write(block)
+        return path
+
+
+def _suffix(upload: UploadFile, allowed: tuple[str, ...], default: str) -> str:
+    suffix = Path(upload.filename or "").suffix.lower()
+    return suffix if suffix in allowed else default
+
+
+def _parse_settings(text: str | None) -> dict:
+    if text is None or not text.strip():
+        return {}
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"settings is not valid JSON ({error.msg}); send e.g. {{\"num_inference_steps\": 20}}") from None
+    if not isinstance(settings, dict):
+        raise InputError("settings must be a JSON object like {\"num_inference_steps\": 20, \"seed\": 0}")
+    return settings
+
+
+def _extract_frames(archive: Path, folder: Path, max_frames: int, max_bytes: int) -> Path:
+    """Images of a zip, renamed 00000.png, 00001.jpg, ... in member-name order; member paths are never used."""
+    folder.mkdir()
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = sorted((m for m in bundle.infolist() if not m.is_dir()
+                              and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+                              and not Path(m.filename).name.startswith(".") and "__MACOSX" not in m.filename),
+                             key=lambda m: m.filename)
+            if not members:
+                raise InputError("the driving zip holds no PNG/JPEG images; zip the frames 0000.png, 0001.png, ...")
+            if len(members) > max_frames:
+                raise InputError(f"the driving zip holds {len(members)} images, more than the {max_frames} frame limit; shorten it")
+            if sum(m.file_size for m in members) > 4 * max_bytes:
+                raise InputError("the driving zip unpacks to more than the upload limit allows; send fewer or smaller frames")
+            for index, member in enumerate(members):
+                with bundle.open(member) as source, open(folder / f"{index:05d}{Path(member.filename).suffix.lower()}", "wb") as target:
+                    shutil.copyfileobj(source, target, _CHUNK)
+    except zipfile.BadZipFile as error:
+        raise InputError(f"the driving zip cannot be opened ({error}); zip the frames again") from None
+    archive.unlink()
+    return folder

@@ -1,0 +1,278 @@
+"""The service's jobs: validated at submission, queued, and run one at a time by a single worker
+thread that holds the model; progress, cancellation, the motion cache and per-frame outputs.
+
+Nothing here knows HTTP: `app.py` saves uploads into a job's folder and calls `JobRunner`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import shutil
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from dimo_engine.camera import load_camera_path
+from dimo_engine.driving import content_hash, encode_driving, load_motion_file, motion_num_frames, resample_indices
+from dimo_engine.errors import InputError
+from dimo_engine.generation import GenerationCancelled, GenerationSettings, Progress, conform_camera, reenact
+from dimo_engine.motion_cache import MotionCache, model_id
+from dimo_engine.video_io import read_image, read_video, write_png
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATUSES = ("done", "failed", "cancelled")
+
+
+@dataclasses.dataclass
+class Limits:
+    """What one job may ask for; anything beyond is answered with a clear 4xx."""
+
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_side: int = 4096
+    max_driving_frames: int = 3000  # frames of the uploaded video, before resampling
+    max_motion_frames: int = 600  # frames at the model's fps, what is generated per camera
+    max_cameras: int = 16
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Job:
+    """One request: its folder, status and progress. `version` grows on every change (for event streams)."""
+
+    def __init__(self, job_id: str, folder: Path, num_cameras: int):
+        self.id = job_id
+        self.folder = folder
+        self.num_cameras = num_cameras
+        self.status = "queued"
+        self.progress = Progress()
+        self.error: str | None = None
+        self.version = 0
+        self.created = time.time()
+        self.cancel_requested = threading.Event()
+        self.deleted = False
+        self.inputs: dict = {}
+        self._lock = threading.Lock()
+
+    def update(self, **fields) -> None:
+        with self._lock:
+            if self.status in TERMINAL_STATUSES and "status" not in fields:
+                return  # late progress from a finished job must not move its numbers
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.version += 1
+
+    def set_progress(self, progress: Progress) -> None:
+        with self._lock:
+            if self.status in TERMINAL_STATUSES:
+                return
+            # Progress only moves forward, whatever order updates arrive in.
+            progress.fraction = max(progress.fraction, self.progress.fraction)
+            progress.step = max(progress.step, self.progress.step)
+            progress.frames_done = max(progress.frames_done, self.progress.frames_done)
+            self.progress = progress
+            self.version += 1
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {
+                "job_id": self.id,
+                "status": self.status,
+                "progress": dataclasses.asdict(self.progress),
+                "error": self.error,
+                "cameras": self.num_cameras,
+            }
+
+    def camera_folder(self, camera_index: int) -> Path:
+        return self.folder / "outputs" / f"camera_{camera_index:02d}"
+
+    def frame_names(self) -> list[list[str]]:
+        """Finished PNGs per camera (temporary files are hidden names, so never listed)."""
+        names = []
+        for index in range(self.num_cameras):
+            folder = self.camera_folder(index)
+            names.append(sorted(p.name for p in folder.glob("[0-9][0-9][0-9][0-9].png")) if folder.is_dir() else [])
+        return names
+
+
+class JobRunner:
+    """Queue plus one worker thread running jobs on one loaded pipeline."""
+
+    def __init__(self, pipe, work_dir: str | Path, limits: Limits | None = None, cache: MotionCache | None = None,
+                 model_name: str = "dimo"):
+        self.pipe = pipe
+        self.work_dir = Path(work_dir)
+        self.jobs_dir = self.work_dir / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.limits = limits or Limits()
+        self.cache = cache if cache is not None else MotionCache(self.work_dir / "motion_cache")
+        self.model_name = model_name
+        self.model_id = model_id(pipe)
+        self.encode_count = 0  # driving videos actually encoded (cache misses), for tests and logs
+        self.jobs: dict[str, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="dimo-job-worker", daemon=True)
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)
+        self._worker.start()
+
+    # ----- submission --------------------------------------------------------------------
+
+    def new_job_folder(self) -> tuple[str, Path]:
+        """An opaque id and an empty folder for the uploads; ids never come from a request."""
+        job_id = uuid.uuid4().hex
+        folder = self.jobs_dir / job_id
+        (folder / "inputs").mkdir(parents=True)
+        return job_id, folder
+
+    def submit(self, job_id: str, folder: Path, reference: Path, cameras: list[Path], driving: Path | None = None,
+               motion: Path | None = None, reference_camera: Path | None = None, settings: dict | None = None) -> Job:
+        """Validate the saved inputs (raising InputError, and removing the folder) and queue the job."""
+        try:
+            job = self._validate(job_id, folder, reference, cameras, driving, motion, reference_camera, settings or {})
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        with self._jobs_lock:
+            self.jobs[job_id] = job
+        self._queue.put(job_id)
+        return job
+
+    def _validate(self, job_id, folder, reference, cameras, driving, motion, reference_camera, settings) -> Job:
+        limits, config = self.limits, self.pipe.config
+        if (driving is None) == (motion is None):
+            raise InputError("give exactly one of 'driving' (a video or a zip of images) and 'motion' (a .safetensors file from dimo encode-motion)")
+        if not cameras:
+            raise InputError("give at least one camera path JSON file in 'cameras'")
+        if len(cameras) > limits.max_cameras:
+            raise InputError(f"{len(cameras)} cameras were given, more than the limit of {limits.max_cameras}; split the job")
+        generation_settings = GenerationSettings.from_dict(settings, "settings")
+        read_image(reference, max_side=limits.max_side)
+        inputs = {"reference": reference, "settings": generation_settings, "driving": driving, "motion": motion}
+        if motion is not None:
+            tokens = load_motion_file(motion, "motion")
+            num_frames = motion_num_frames(tokens)
+        else:
+            inputs["driving_hash"] = content_hash(driving)
+            cached = self.cache.path_for(inputs["driving_hash"], self.model_id)
+            if cached.is_file():
+                num_frames = motion_num_frames(load_motion_file(cached, "cached motion"))
+            else:
+                frames, fps = read_video(driving, max_side=limits.max_side, max_frames=limits.max_driving_frames)
+                num_frames = resample_indices(frames.shape[0], fps, float(config.fps)).size
+                if frames.shape[0] < 2 or num_frames < 2:
+                    raise InputError(f"driving video has {frames.shape[0]} frame(s), and motion needs at least 2; give a longer clip")
+        if num_frames > limits.max_motion_frames:
+            raise InputError(f"the motion is {num_frames} frames at the model's {float(config.fps):g} fps, more than the "
+                             f"limit of {limits.max_motion_frames}; shorten the driving video")
+        inputs["cameras"] = [
+            conform_camera(load_camera_path(path), num_frames, float(config.fps), f"camera {index}")
+            for index, path in enumerate(cameras)
+        ]
+        inputs["reference_camera"] = load_camera_path(reference_camera) if reference_camera is not None else None
+        job = Job(job_id, folder, len(cameras))
+        job.inputs = inputs
+        job.progress = Progress(frames_total=num_frames * len(cameras))
+        return job
+
+    # ----- queries and control -----------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        with self._jobs_lock:
+            return self.jobs.get(job_id)
+
+    def cancel(self, job: Job) -> None:
+        job.cancel_requested.set()
+        if job.status == "queued":
+            job.update(status="cancelled")
+
+    def delete(self, job: Job) -> None:
+        with self._jobs_lock:
+            self.jobs.pop(job.id, None)
+        job.deleted = True
+        self.cancel(job)
+        if job.status != "running":
+            shutil.rmtree(job.folder, ignore_errors=True)
+        # A running job's folder is removed by the worker once the job stops.
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        for job in list(self.jobs.values()):
+            job.cancel_requested.set()
+        self._queue.put(None)
+        self._worker.join(timeout)
+
+    # ----- the worker ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            job = self.get(job_id)
+            if job is None or job.status != "queued":
+                continue
+            job.update(status="running")
+            try:
+                self._run(job)
+                job.update(status="done", progress=dataclasses.replace(job.progress, stage="done", fraction=1.0, eta_s=0.0))
+            except GenerationCancelled:
+                job.update(status="cancelled")
+            except InputError as error:
+                job.update(status="failed", error=str(error))
+            except Exception as error:  # the service must outlive any one job
+                logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
+                job.update(status="failed", error=f"the engine failed on this job ({type(error).__name__}: {error}); see the server log")
+            finally:
+                job.inputs = {}
+                if job.deleted:
+                    shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _run(self, job: Job) -> None:
+        inputs = job.inputs
+        job.set_progress(dataclasses.replace(job.progress, stage="encoding"))
+        motion = self._motion_for(inputs)
+        if job.cancel_requested.is_set():
+            raise GenerationCancelled()
+        frames_done = [0]
+
+        def write_frames(camera_index: int, first: int, frames: np.ndarray) -> None:
+            folder = job.camera_folder(camera_index)
+            folder.mkdir(parents=True, exist_ok=True)
+            for offset, frame in enumerate(frames):
+                write_png((np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), folder / f"{first + offset:04d}.png")
+            frames_done[0] += len(frames)
+
+        def on_progress(progress: Progress) -> None:
+            job.set_progress(dataclasses.replace(progress, frames_done=frames_done[0]))
+
+        reenact(
+            self.pipe,
+            read_image(inputs["reference"], max_side=self.limits.max_side),
+            motion,
+            inputs["cameras"],
+            reference_camera=inputs["reference_camera"],
+            settings=inputs["settings"],
+            on_frames=write_frames,
+            on_progress=on_progress,
+            is_cancelled=job.cancel_requested.is_set,
+        )
+
+    def _motion_for(self, inputs: dict):
+        if inputs["motion"] is not None:
+            return load_motion_file(inputs["motion"], "motion")
+        motion = self.cache.get(inputs["driving_hash"], self.model_id)
+        if motion is None:
+            frames, fps = read_video(inputs["driving"], max_side=self.limits.max_side,
+                                     max_frames=self.limits.max_driving_frames)
+            motion = encode_driving(self.pipe, frames, fps)
+            self.encode_count += 1
+            self.cache.put(inputs["driving_hash"], self.model_id, motion)
+        return motion
