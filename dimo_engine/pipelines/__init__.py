@@ -1,0 +1,68 @@
+"""DiMo pipelines: the diffusers pipeline, fresh random pipelines by preset, and loading a checkpoint folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from dimo_engine.errors import InputError
+from dimo_engine.pipelines.pipeline_dimo import DiMoPipeline, DiMoPipelineOutput, MotionTokens
+from dimo_engine.pipelines.presets import PRESETS
+
+__all__ = ["DiMoPipeline", "DiMoPipelineOutput", "MotionTokens", "create_random_pipeline", "load_pipeline", "PRESETS"]
+
+
+def create_random_pipeline(seed: int = 0, preset: str = "tiny") -> DiMoPipeline:
+    """A DiMo pipeline with random weights (deterministic from `seed`) at a preset size; untrained, so its
+    videos are noise-like, and its keypoint locator is marked untrained."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+
+    from dimo_engine.models import DiMoTransformer3DModel, KeypointLocator, MotionEncoder
+
+    if preset not in PRESETS:
+        raise InputError(f"Unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    sizes = PRESETS[preset]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pipe = DiMoPipeline(
+            vae=AutoencoderKLWan(**sizes["vae"]),
+            transformer=DiMoTransformer3DModel(**sizes["transformer"]),
+            body_encoder=MotionEncoder(**sizes["body_encoder"]),
+            hand_encoder=MotionEncoder(**sizes["hand_encoder"]),
+            scheduler=FlowMatchEulerDiscreteScheduler(**sizes["scheduler"]),
+            keypoint_locator=KeypointLocator(**sizes["keypoint_locator"]),
+            **sizes["pipeline"],
+        )
+    for module in (pipe.vae, pipe.transformer, pipe.body_encoder, pipe.hand_encoder, pipe.keypoint_locator):
+        module.eval()
+    return pipe
+
+
+def _resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def load_pipeline(path_or_none, device="auto", dtype=None) -> DiMoPipeline:
+    """Load a DiMo checkpoint folder (diffusers layout, `model_index.json`) onto `device` ("auto": CUDA, MPS or
+    CPU). None gives a fresh random "tiny-cpu" pipeline (untrained: the stand-in until a checkpoint is installed)."""
+    device = _resolve_device(device)
+    if path_or_none is None:
+        pipe = create_random_pipeline(seed=0, preset="tiny-cpu")
+    else:
+        folder = Path(path_or_none).expanduser()
+        if not (folder / "model_index.json").is_file():
+            raise InputError(
+                f"{folder}: no DiMo checkpoint there (model_index.json is missing); give a folder written by "
+                f"`pipe.save_pretrained` or `dimo train`."
+            )
+        pipe = DiMoPipeline.from_pretrained(folder, local_files_only=True)
+    if dtype is not None:
+        pipe.transformer.to(dtype)
+    return pipe.to(device)

@@ -1,0 +1,371 @@
+"""Where a reference image, motion and target cameras become video frames: the DiMo diffusers pipeline.
+
+Reads like diffusers' `WanPipeline`: check_inputs -> encode_motion -> prepare_latents -> denoising loop
+(classifier-free guidance on motion) -> decode -> `DiMoPipelineOutput`. The pieces training needs are public
+methods: `encode_video_latents`, `encode_reference`, `camera_rays`, `motion_tokens_with_pose`, `predict_velocity`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.utils import BaseOutput
+from diffusers.video_processor import VideoProcessor
+from safetensors.torch import load_file, save_file
+
+from dimo_engine.errors import InputError
+from dimo_engine.models.keypoint_locator import KeypointLocator
+from dimo_engine.models.motion_encoder import MotionEncoder, crop_hands
+from dimo_engine.models.transformer_dimo import DiMoTransformer3DModel
+
+
+@dataclass
+class MotionTokens:
+    """Reusable motion code of a driving clip: body `(B, F, Kb, D)` and hands `(B, F, Kh, D)` tokens."""
+
+    body: torch.Tensor
+    hands: torch.Tensor
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.body.shape[1])
+
+    def joined(self) -> torch.Tensor:
+        """Body and hand tokens on one token axis `(B, F, Kb + Kh, D)`, what the transformer reads."""
+        return torch.cat([self.body, self.hands.to(self.body.dtype)], dim=2)
+
+    def to(self, *args, **kwargs) -> "MotionTokens":
+        return MotionTokens(self.body.to(*args, **kwargs), self.hands.to(*args, **kwargs))
+
+    def save(self, path) -> None:
+        """Write a safetensors file (tmp name, then rename)."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        save_file({"body": self.body.detach().cpu().contiguous(), "hands": self.hands.detach().cpu().contiguous()},
+                  str(partial), metadata={"format": "dimo-motion-tokens", "version": "1"})
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path) -> "MotionTokens":
+        try:
+            tensors = load_file(str(path))
+        except Exception as error:  # safetensors raises several types for a bad file
+            raise InputError(f"{path}: not a motion tokens file ({error}); make one with `dimo encode-motion`.") from None
+        if set(tensors) != {"body", "hands"} or tensors["body"].ndim != 4 or tensors["hands"].ndim != 4:
+            raise InputError(f"{path}: expected 'body' and 'hands' tensors (B, F, K, D); make one with "
+                             f"`dimo encode-motion`.")
+        return cls(tensors["body"], tensors["hands"])
+
+
+@dataclass
+class DiMoPipelineOutput(BaseOutput):
+    """frames: np `(B, F, H, W, 3)` in [0, 1], a torch tensor of that layout, or lists of PIL images."""
+
+    frames: np.ndarray | torch.Tensor | list
+
+
+class DiMoPipeline(DiffusionPipeline):
+    """Re-enact motion with a reference character, seen from explicit target cameras.
+
+    Components: `vae` (AutoencoderKLWan), `transformer` (DiMoTransformer3DModel), `body_encoder` and
+    `hand_encoder` (MotionEncoder), `scheduler` (FlowMatchEulerDiscreteScheduler), optional `keypoint_locator`.
+    Config: `num_frames` (4k+1), `fps`, `height`, `width` of the videos the model makes.
+    """
+
+    model_cpu_offload_seq = "body_encoder->hand_encoder->vae->transformer->vae"
+    _optional_components = ["keypoint_locator"]
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKLWan,
+        transformer: DiMoTransformer3DModel,
+        body_encoder: MotionEncoder,
+        hand_encoder: MotionEncoder,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        keypoint_locator: KeypointLocator | None = None,
+        num_frames: int = 17,
+        fps: float = 12.0,
+        height: int = 128,
+        width: int = 128,
+    ):
+        super().__init__()
+        self.register_modules(vae=vae, transformer=transformer, body_encoder=body_encoder,
+                              hand_encoder=hand_encoder, scheduler=scheduler, keypoint_locator=keypoint_locator)
+        self.register_to_config(num_frames=num_frames, fps=fps, height=height, width=width)
+        self.vae_scale_factor_temporal = vae.config.scale_factor_temporal if vae is not None else 4
+        self.vae_scale_factor_spatial = vae.config.scale_factor_spatial if vae is not None else 8
+        self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+        self._interrupt = False
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+
+    def check_frame_count(self, num_frames: int, what: str) -> None:
+        """InputError unless `num_frames` is a count the VAE takes (4k+1) and within what the model knows."""
+        g = self.vae_scale_factor_temporal
+        if num_frames < 1 or (num_frames - 1) % g:
+            lower = max(1, (num_frames - 1) // g * g + 1)
+            raise InputError(
+                f"{what} has {num_frames} frames; the video VAE takes {g}k+1 frames (e.g. {lower} or {lower + g}); "
+                f"trim or pad it."
+            )
+
+    def check_inputs(self, reference_image, motion, driving_frames, target_cameras, reference_camera,
+                     num_frames: int, motion_guidance_scale: float, num_inference_steps: int) -> None:
+        if reference_image is None:
+            raise InputError("No reference image was given; pass the character's picture as reference_image.")
+        if (motion is None) == (driving_frames is None):
+            raise InputError("Give exactly one of motion (from encode_motion) or driving_frames.")
+        if target_cameras is None:
+            raise InputError("No target camera was given; pass a CameraPath with one camera per frame.")
+        self.check_frame_count(num_frames, "The video to generate")
+        if target_cameras.num_frames != num_frames:
+            raise InputError(
+                f"The target camera path has {target_cameras.num_frames} frames but the video has {num_frames}; "
+                f"give one camera per frame."
+            )
+        if reference_camera is not None and reference_camera.num_frames < 1:
+            raise InputError("The reference camera path has no frame; give one camera for the reference image.")
+        if isinstance(motion, MotionTokens) and motion.num_frames != num_frames:
+            raise InputError(f"The motion has {motion.num_frames} frames but the video has {num_frames}; "
+                             f"encode the driving video for {num_frames} frames.")
+        if not 0 <= motion_guidance_scale <= 30:
+            raise InputError(f"motion_guidance_scale must be from 0 to 30, got {motion_guidance_scale}.")
+        if num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+
+    # ---- motion ---------------------------------------------------------------------------------------------
+
+    def _as_driving_batch(self, driving_frames) -> torch.Tensor:
+        frames = torch.as_tensor(np.asarray(driving_frames) if not torch.is_tensor(driving_frames) else driving_frames)
+        if frames.ndim == 4:
+            frames = frames.unsqueeze(0)
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise InputError(
+                f"Driving frames have shape {tuple(frames.shape)}; give (F, 3, H, W) or (B, F, 3, H, W) floats in [0, 1]."
+            )
+        if not frames.is_floating_point():
+            raise InputError("Driving frames must be floats in [0, 1], not integers; divide uint8 frames by 255.")
+        return frames.to(self._execution_device, self.body_encoder.dtype)  # (B, F, 3, H, W)
+
+    def _hand_boxes(self, frames: torch.Tensor, hand_boxes) -> torch.Tensor:
+        if hand_boxes is None:
+            locator = self.keypoint_locator
+            if locator is None or not locator.config.trained:
+                raise InputError(
+                    "No hand boxes were given and this checkpoint has no trained keypoint locator; pass hand_boxes "
+                    "(F, 2, 4) pixel boxes [x0, y0, x1, y1] for the left and right hand, or use a trained checkpoint."
+                )
+            return torch.stack([locator.hand_boxes(clip) for clip in frames])  # (B, F, 2, 4)
+        boxes = torch.as_tensor(np.asarray(hand_boxes) if not torch.is_tensor(hand_boxes) else hand_boxes)
+        boxes = boxes.to(frames.device, torch.float32)
+        if boxes.ndim == 3:
+            boxes = boxes.unsqueeze(0)
+        if boxes.shape[1:] != (frames.shape[1], 2, 4):
+            raise InputError(f"Hand boxes have shape {tuple(boxes.shape)} for {frames.shape[1]} driving frames; give "
+                             f"({frames.shape[1]}, 2, 4) pixel boxes [x0, y0, x1, y1] (left, right hand).")
+        return boxes.expand(frames.shape[0], -1, -1, -1)
+
+    def motion_tokens_with_pose(self, driving_frames, hand_boxes=None) -> tuple[MotionTokens, torch.Tensor, torch.Tensor]:
+        """Training's entry: driving frames `(B, F, 3, H, W)` in [0, 1] (already augmented) and hand boxes
+        `(B, F, 2, 4)` -> (MotionTokens, body pose 6D `(B, F, 22, 6)`, hand pose 6D `(B, F, 2, 15, 6)`).
+        Runs with gradients; pose targets come from `dimo_engine.models.motion_encoder.body_pose_targets` and
+        `hand_pose_targets`."""
+        frames = self._as_driving_batch(driving_frames)
+        boxes = self._hand_boxes(frames, hand_boxes)
+        body = self.body_encoder(frames)  # (B, F, Kb, D)
+        crops = crop_hands(frames, boxes.to(frames.dtype), self.hand_encoder.config.image_size)
+        hands = self.hand_encoder(crops)  # (B, F, Kh, D)
+        body_pose = self.body_encoder.predict_pose(body)[:, :, 0]
+        hand_pose = self.hand_encoder.predict_pose(hands)
+        return MotionTokens(body, hands), body_pose, hand_pose
+
+    @torch.no_grad()
+    def encode_motion(self, driving_frames, hand_boxes=None) -> MotionTokens:
+        """Driving frames `(F, 3, H, W)` or `(B, F, 3, H, W)` float [0, 1] (person-centred), optional hand boxes
+        `(..., F, 2, 4)` pixel [x0, y0, x1, y1] -> reusable `MotionTokens` (B, F, K, D)."""
+        tokens, _, _ = self.motion_tokens_with_pose(driving_frames, hand_boxes)
+        return tokens
+
+    # ---- latents and cameras --------------------------------------------------------------------------------
+
+    def _latent_stats(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.vae.config.z_dim
+        mean = torch.tensor(self.vae.config.latents_mean, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=device, dtype=dtype).view(1, z, 1, 1, 1)
+        return mean, std
+
+    def encode_video_latents(self, video: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """Video `(B, F, 3, H, W)` float [0, 1] (F = 4k+1) -> normalised latents `(B, C, (F-1)/4+1, H/8, W/8)`,
+        i.e. (z - latents_mean) / latents_std, the space the transformer denoises in."""
+        self.check_frame_count(video.shape[1], "The video to encode")
+        pixels = (video.permute(0, 2, 1, 3, 4) * 2.0 - 1.0).to(self._execution_device, self.vae.dtype)  # (B,3,F,H,W)
+        distribution = self.vae.encode(pixels).latent_dist
+        latents = distribution.sample(generator) if sample else distribution.mode()
+        mean, std = self._latent_stats(latents.device, latents.dtype)
+        return (latents - mean) / std
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents -> video `(B, 3, F, H, W)` in [-1, 1]."""
+        mean, std = self._latent_stats(latents.device, self.vae.dtype)
+        return self.vae.decode(latents.to(self.vae.dtype) * std + mean, return_dict=False)[0]
+
+    def _reference_pixels(self, reference_image) -> torch.Tensor:
+        if isinstance(reference_image, np.ndarray) and reference_image.dtype == np.uint8:
+            reference_image = PIL.Image.fromarray(reference_image[..., :3])
+        if isinstance(reference_image, PIL.Image.Image):
+            reference_image = reference_image.convert("RGB")
+        try:
+            return self.video_processor.preprocess(reference_image, self.config.height, self.config.width)
+        except (ValueError, TypeError) as error:
+            raise InputError(f"The reference image could not be read ({error}); give an RGB image.") from None
+
+    def encode_reference(self, reference_image) -> torch.Tensor:
+        """PIL image, uint8 array `(H, W, 3)` or tensor `(B, 3, H, W)` in [0, 1] -> normalised latent
+        `(B, C, 1, h, w)`; resized to the pipeline's height x width first."""
+        pixels = self._reference_pixels(reference_image)  # (B, 3, H, W) in [-1, 1]
+        video = (pixels.unsqueeze(1) + 1.0) / 2.0  # (B, 1, 3, H, W) in [0, 1]
+        return self.encode_video_latents(video)
+
+    def camera_rays(self, camera_path, frame_indices=None) -> torch.Tensor:
+        """Plücker rays of a camera path at the transformer's camera resolution -> `(1, 6, F, h*r, w*r)`."""
+        from dimo_engine.camera import camera_path_plucker_rays
+
+        r = self.transformer.config.camera_unshuffle
+        height = self.config.height // self.vae_scale_factor_spatial * r
+        width = self.config.width // self.vae_scale_factor_spatial * r
+        rays = camera_path_plucker_rays(camera_path, height, width)  # (F, 6, h*r, w*r)
+        if frame_indices is not None:
+            rays = rays[frame_indices]
+        return rays.permute(1, 0, 2, 3).unsqueeze(0).to(self._execution_device)
+
+    def predict_velocity(self, latents, timestep, motion_tokens=None, camera_rays=None, reference_latents=None,
+                         reference_rays=None) -> torch.Tensor:
+        """One transformer forward (flow-matching velocity, target = noise - x0) with gradients, for training."""
+        return self.transformer(latents, timestep, motion_tokens=motion_tokens, camera_rays=camera_rays,
+                                reference_latents=reference_latents, reference_rays=reference_rays).sample
+
+    def prepare_latents(self, batch_size: int, num_frames: int, dtype, device, generator=None,
+                        latents: torch.Tensor | None = None) -> torch.Tensor:
+        if latents is not None:
+            return latents.to(device=device, dtype=dtype)
+        shape = (batch_size, self.transformer.config.in_channels,
+                 (num_frames - 1) // self.vae_scale_factor_temporal + 1,
+                 self.config.height // self.vae_scale_factor_spatial, self.config.width // self.vae_scale_factor_spatial)
+        return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+
+    # ---- generation -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference_image,
+        motion: MotionTokens | None = None,
+        driving_frames=None,
+        hand_boxes=None,
+        target_cameras=None,
+        reference_camera=None,
+        num_inference_steps: int = 20,
+        motion_guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+    ):
+        """Generate `(B, F, H, W, 3)` frames of the reference character doing the motion, seen from `target_cameras`.
+
+        Args:
+            reference_image: the character (PIL image, uint8 array or tensor in [0, 1]).
+            motion / driving_frames (+ hand_boxes): reusable `MotionTokens`, or frames to encode now.
+            target_cameras: `CameraPath` with one camera per generated frame (character frame).
+            reference_camera: `CameraPath` whose first frame is the reference image's camera (None: no ray map).
+            motion_guidance_scale: classifier-free guidance on motion; 1 or less runs the conditional branch only.
+            callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
+                to stop after the current step.
+        """
+        num_frames = motion.num_frames if motion is not None else int(getattr(driving_frames, "shape", (0,) * 4)[-4])
+        self.check_inputs(reference_image, motion, driving_frames, target_cameras, reference_camera, num_frames,
+                          motion_guidance_scale, num_inference_steps)
+        self._interrupt = False
+        device = self._execution_device
+        dtype = self.transformer.dtype
+
+        # 1. Motion tokens (body and hands on one token axis), and the unconditional branch for guidance.
+        if motion is None:
+            motion = self.encode_motion(driving_frames, hand_boxes)
+        motion_tokens = motion.joined().to(device, dtype)  # (B, F, K, D)
+        batch_size = motion_tokens.shape[0]
+        do_guidance = motion_guidance_scale > 1.0
+        if do_guidance:
+            null = self.transformer.drop_motion(motion_tokens, torch.ones(batch_size, dtype=torch.bool, device=device))
+            motion_tokens = torch.cat([motion_tokens, null])
+
+        # 2. Reference latent and cameras.
+        reference_latents = self.encode_reference(reference_image).to(device, dtype)  # (B?, C, 1, h, w)
+        reference_latents = reference_latents.expand(batch_size, -1, -1, -1, -1)
+        camera_rays = self.camera_rays(target_cameras).to(dtype).expand(batch_size, -1, -1, -1, -1)
+        reference_rays = None
+        if reference_camera is not None:
+            reference_rays = self.camera_rays(reference_camera, [0]).to(dtype).expand(batch_size, -1, -1, -1, -1)
+        if do_guidance:
+            reference_latents, camera_rays = torch.cat([reference_latents] * 2), torch.cat([camera_rays] * 2)
+            reference_rays = None if reference_rays is None else torch.cat([reference_rays] * 2)
+
+        # 3. Noise.
+        latents = self.prepare_latents(batch_size, num_frames, torch.float32, device, generator, latents)
+
+        # 4. Denoising loop.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        self.scheduler.set_begin_index(0)
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                model_input = torch.cat([latents] * 2) if do_guidance else latents
+                velocity = self.transformer(
+                    model_input.to(dtype), t.expand(model_input.shape[0]), motion_tokens=motion_tokens,
+                    camera_rays=camera_rays, reference_latents=reference_latents, reference_rays=reference_rays,
+                    return_dict=False,
+                )[0].float()
+                if do_guidance:
+                    conditional, unconditional = velocity.chunk(2)
+                    velocity = unconditional + motion_guidance_scale * (conditional - unconditional)
+                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+                if callback_on_step_end is not None:
+                    step_locals = locals()  # outside the comprehension, whose own locals() would be empty
+                    callback_kwargs = {name: step_locals[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                progress_bar.update()
+
+        # 5. Decode.
+        if output_type == "latent":
+            frames = latents
+        else:
+            video = self.decode_latents(latents)  # (B, 3, F, H, W) in [-1, 1]
+            frames = self.video_processor.postprocess_video(video.float(), output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return DiMoPipelineOutput(frames=frames)
+
