@@ -29,6 +29,15 @@ def window_frame_indices(start: int, num_frames: int, clip_frames: int) -> np.nd
     return np.minimum(start + np.arange(num_frames), clip_frames - 1)  # (F,)
 
 
+def view_pixels(view: ClipView, indices, height: int, width: int) -> torch.Tensor:
+    """RGB frames of a view as float (F, 3, height, width) in [0, 1] (the person mask in alpha is not needed here)."""
+    rgba = torch.from_numpy(view.frames(indices))  # (F, H0, W0, 4) uint8
+    frames = rgba[..., :3].permute(0, 3, 1, 2).float() / 255.0  # (F, 3, H0, W0)
+    if frames.shape[-2:] != (height, width):
+        frames = F.interpolate(frames, size=(height, width), mode="bilinear", antialias=True).clamp(0, 1)
+    return frames
+
+
 def latent_cache_path(view: ClipView, num_frames: int, height: int, width: int) -> Path:
     """Where `cache_latents` stores a view's latents for this example size (beside the clip's frames)."""
     return view.folder / f"latents_{num_frames}f_{height}x{width}.safetensors"
@@ -123,16 +132,14 @@ class ViewPairDataset(torch.utils.data.Dataset):
     # -- building ------------------------------------------------------------------------------------------
 
     def _pixels(self, view: ClipView, indices) -> torch.Tensor:
-        rgba = torch.from_numpy(view.frames(indices))  # (F, H0, W0, 4) uint8
-        frames = rgba[..., :3].permute(0, 3, 1, 2).float() / 255.0  # (F, 3, H0, W0)
-        if frames.shape[-2:] != (self.height, self.width):
-            frames = F.interpolate(frames, size=(self.height, self.width), mode="bilinear", antialias=True).clamp(0, 1)
-        return frames
+        return view_pixels(view, indices, self.height, self.width)
 
     def _rays(self, view: ClipView, indices) -> torch.Tensor:
-        from dimo_engine.models.conditioning import camera_ray_maps
+        from dimo_engine.camera import camera_path_plucker_rays
 
-        return camera_ray_maps(view.camera, self.ray_height, self.ray_width, frame_indices=np.asarray(indices))  # (6, F, h, w)
+        # the same ray maps as DiMoPipeline.camera_rays at inference (K rescaled from the clip's image size)
+        rays = camera_path_plucker_rays(view.camera.subset(np.asarray(indices)), self.ray_height, self.ray_width)
+        return rays.permute(1, 0, 2, 3)  # (6, F, h, w)
 
     def _cached_latents(self, view: ClipView, start: int) -> dict[str, torch.Tensor] | None:
         path = latent_cache_path(view, self.num_frames, self.height, self.width)
