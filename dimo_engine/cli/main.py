@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
     "train": ("train", "train DiMo on rendered clips (accelerate; configs in training/configs)"),
     "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
+    "camera": ("camera", "write a camera path file from a text phrase such as 'orbit left 90 degrees'"),
     "build-extension": ("build_extension", "validate blender_manifest.toml and zip the Blender extension (add-on only)"),
 }
 
