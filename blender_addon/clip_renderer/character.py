@@ -13,6 +13,8 @@ import numpy as np
 
 # Bone length only matters for display; the rest orientation (+Y, roll 0) is what makes deform exact.
 _BONE_LENGTH = 0.03
+# Marks an armature as the project's SMPL-H rig, so scene clips can write SMPL-H parameters for it.
+SMPLH_RIG_PROPERTY = "dimo_smplh_rig"
 
 
 def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
@@ -34,6 +36,7 @@ def build_character(
     parents: np.ndarray,
     joint_names: list[str],
     collection=None,
+    betas=None,
 ):
     """Create the armature and its skinned mesh child; returns (armature_obj, mesh_obj).
 
@@ -49,6 +52,11 @@ def build_character(
     armature_obj = bpy.data.objects.new(name, armature)
     collection.objects.link(armature_obj)
     _add_bones(armature_obj, rest_joints, parents, joint_names)
+    armature_obj[SMPLH_RIG_PROPERTY] = len(joint_names) == 52
+    # Blender orders pose bones by hierarchy, not creation; keep the SMPL-H order by name.
+    armature_obj["dimo_joint_names"] = list(joint_names)
+    if betas is not None:
+        armature_obj["dimo_betas"] = [float(b) for b in betas]
 
     mesh = bpy.data.meshes.new(f"{name} Mesh")
     # faces: (T,3) array or a list of polygons of any size (the hair adds quads).

@@ -47,7 +47,7 @@ def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
         vertices, weights = np.concatenate([vertices, hair_vertices]), np.concatenate([weights, head_only])
         colours = np.concatenate([colours, np.tile(appearance.hair, (len(hair_vertices), 1))])
     armature_obj, body_obj = build_character(
-        "DiMo Character", vertices, faces, weights, arrays["rest_joints"], body["parents"], joint_names
+        "DiMo Character", vertices, faces, weights, arrays["rest_joints"], body["parents"], joint_names, betas=arrays["betas"]
     )
     set_vertex_colours(body_obj, colours)
     key_pose(armature_obj, joint_names, arrays["armature_pose"], arrays["transl"], frames)
