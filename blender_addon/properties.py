@@ -12,6 +12,9 @@ from bpy.props import (
     StringProperty,
 )
 
+# Paths are stored "//"-relative so a shot folder can move with its blend file.
+BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
+
 RESOLUTION_PRESETS = (
     ("128", "128 px (fast)", "Long side 128 pixels: the size the default engine model was trained at"),
     ("256", "256 px", "Long side 256 pixels"),
@@ -33,7 +36,7 @@ class DIMO_PG_take(bpy.types.PropertyGroup):
     # `name` (built in) is "<shot>/<take>"
     shot: StringProperty(name="Shot")
     take: StringProperty(name="Take")
-    directory: StringProperty(name="Folder", subtype="DIR_PATH")
+    directory: StringProperty(name="Folder", subtype="DIR_PATH", options=BLEND_RELATIVE)
     camera: StringProperty(name="Camera", description="Name of the camera object the take was generated for")
     image: StringProperty(name="Image", description="Name of the image-sequence datablock of this take")
     frame_start: IntProperty(name="Start")
@@ -55,15 +58,18 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
         description="Empty or armature whose world matrix at the first frame defines the character frame",
     )
     reference_image: StringProperty(
-        name="Reference Image", subtype="FILE_PATH", description="Picture of the character to animate"
+        name="Reference Image", subtype="FILE_PATH",
+        options=BLEND_RELATIVE, description="Picture of the character to animate"
     )
     reference_camera: StringProperty(
         name="Reference Camera",
         subtype="FILE_PATH",
+        options=BLEND_RELATIVE,
         description="Camera path file of the view the reference image was taken from (empty: front, eye level)",
     )
     driving_video: StringProperty(
-        name="Driving Video", subtype="FILE_PATH", description="Video (or zip of images) of the motion to re-enact"
+        name="Driving Video", subtype="FILE_PATH",
+        options=BLEND_RELATIVE, description="Video (or zip of images) of the motion to re-enact"
     )
     target_cameras: EnumProperty(
         name="Target Cameras",

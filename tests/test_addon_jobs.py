@@ -1,0 +1,199 @@
+"""Generate against a fake engine: the main thread is never blocked for more than 50 ms, results become
+a new take, and a down, slow or failing engine gives one clear sentence with nothing half-loaded."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from addon_fake_engine import FakeEngine
+from addon_scene import enable_addon, make_shot, point_preferences_at
+
+pytestmark = pytest.mark.blender
+
+MAIN_THREAD_BUDGET_S = 0.05
+
+
+def run_until_finished(job, timeout_s: float = 30.0) -> float:
+    """Drive the shared timer callback as Blender's event loop would; returns the longest callback."""
+    from blender_addon import jobs
+
+    longest = 0.0
+    deadline = time.monotonic() + timeout_s
+    while not job.finished:
+        assert time.monotonic() < deadline, f"job {job.name} did not finish within {timeout_s} s"
+        started = time.perf_counter()
+        jobs.tick()
+        longest = max(longest, time.perf_counter() - started)
+        time.sleep(0.01)
+    return longest
+
+
+def start_generate(scene):
+    import bpy
+
+    from blender_addon import generation, preferences
+
+    client = preferences.engine_client(bpy.context)
+    request = generation.prepare_generate(scene, [])
+    return generation.start_generate(client, request)
+
+
+def take_images() -> set[str]:
+    import bpy
+
+    return {image.name for image in bpy.data.images if image.name.startswith("DiMo ")}
+
+
+def assert_nothing_loaded(scene, shot_dir: Path, images_before: set[str]):
+    assert len(scene.dimo.takes) == 0
+    assert take_images() == images_before
+    assert len(scene.camera.data.background_images) == 0
+    leftovers = list(shot_dir.iterdir()) if shot_dir.exists() else []
+    assert leftovers == [], f"left behind: {leftovers}"
+
+
+def one_sentence(text: str) -> bool:
+    return text.endswith(".") and ". " not in text.rstrip(".") and "\n" not in text
+
+
+@pytest.fixture(autouse=True)
+def addon(tmp_path_factory):
+    import bpy
+    import imageio.v3 as iio
+    import numpy as np
+
+    enable_addon()
+    # Blender's UI has loaded images long before a job ends; the bpy module initialises its image
+    # and colour-management code on the first load (about 10 ms), which is not the add-on's cost.
+    warm_up = tmp_path_factory.mktemp("warm_up") / "warm_up.png"
+    iio.imwrite(warm_up, np.zeros((8, 8, 3), dtype=np.uint8))
+    bpy.data.images.remove(bpy.data.images.load(str(warm_up)))
+    yield
+
+
+def test_generate_with_slow_engine_keeps_main_thread_free_and_loads_a_take(tmp_path):
+    import bpy
+
+    scene = make_shot(tmp_path)
+    with FakeEngine(delay_s=0.25, num_frames=5, steps=3) as engine:
+        point_preferences_at(engine.url, engine.token)
+        # The operator path: invoke starts the modal operator and the background job.
+        assert bpy.ops.dimo.generate("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
+        from blender_addon import generation
+
+        job = generation.current_job()
+        longest = run_until_finished(job)
+        assert job.state == "done", bpy.context.window_manager.dimo_job.error
+    assert longest < MAIN_THREAD_BUDGET_S, f"a timer callback held the main thread {longest * 1000:.1f} ms"
+    upload = engine.uploads[0]
+    assert {"reference", "driving", "cameras", "settings"} <= set(upload)
+    assert len(upload["cameras"]) == 1
+    take_dir = tmp_path / "dimo" / "Cam" / "take_001"
+    assert sorted(p.name for p in take_dir.iterdir()) == [f"{i:04d}.png" for i in range(1, 6)]
+    item = scene.dimo.takes[0]
+    assert (item.take, item.camera, item.num_frames, item.frame_start) == ("take_001", "Cam", 5, 1)
+    background = scene.camera.data.background_images[0]
+    assert scene.camera.data.show_background_images
+    assert background.image.source == "SEQUENCE"
+    assert background.image_user.frame_duration == 5 and background.image_user.frame_start == 1
+    assert bpy.context.window_manager.dimo_job.error == ""
+
+
+def test_engine_down_gives_one_sentence_and_loads_nothing(tmp_path):
+    import bpy
+
+    scene = make_shot(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    point_preferences_at(f"http://127.0.0.1:{closed_port}", "secret")
+    images_before = take_images()
+    job = start_generate(scene)
+    run_until_finished(job)
+    error = bpy.context.window_manager.dimo_job.error
+    assert job.state == "failed"
+    assert error.startswith("Cannot reach the engine") and one_sentence(error), error
+    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+
+
+def test_slow_engine_times_out_with_one_sentence(tmp_path):
+    import bpy
+
+    from blender_addon import generation
+    from blender_addon.engine_client import EngineClient
+
+    scene = make_shot(tmp_path)
+    with FakeEngine(delay_s=1.5) as engine:
+        images_before = take_images()
+        request = generation.prepare_generate(scene, [])
+        job = generation.start_generate(EngineClient(engine.url, engine.token, timeout=0.3), request)
+        longest = run_until_finished(job)
+    error = bpy.context.window_manager.dimo_job.error
+    assert job.state == "failed" and "did not answer" in error and one_sentence(error), error
+    assert longest < MAIN_THREAD_BUDGET_S
+    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+
+
+@pytest.mark.parametrize(
+    "engine_kwargs, expected",
+    [
+        ({"submit_error": (422, "The driving video has no frames; choose another video")}, "The driving video has no frames; choose another video."),
+        ({"fail_job": "The model ran out of memory; use a smaller resolution."}, "The model ran out of memory; use a smaller resolution."),
+        ({"token": "another-token"}, "The engine refused the token; copy the token from the engine's token file into the add-on preferences."),
+    ],
+)
+def test_engine_errors_reach_the_panel_and_nothing_is_half_loaded(tmp_path, engine_kwargs, expected):
+    import bpy
+
+    scene = make_shot(tmp_path)
+    with FakeEngine(**engine_kwargs) as engine:
+        point_preferences_at(engine.url, "secret")
+        images_before = take_images()
+        job = start_generate(scene)
+        run_until_finished(job)
+    assert job.state == "failed"
+    assert bpy.context.window_manager.dimo_job.error == expected
+    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+
+
+def test_cancel_reaches_the_engine_and_writes_no_take(tmp_path):
+    import bpy
+
+    from blender_addon import generation
+
+    scene = make_shot(tmp_path)
+    with FakeEngine(steps=1000) as engine:
+        point_preferences_at(engine.url, engine.token)
+        images_before = take_images()
+        job = start_generate(scene)
+        while not engine.jobs or engine.jobs["job1"]["step"] < 2:
+            time.sleep(0.05)
+        assert bpy.ops.dimo.cancel() == {"FINISHED"}
+        run_until_finished(job)
+        assert engine.cancelled == ["job1"]
+    assert job.state == "cancelled" and generation.current_job() is job
+    assert bpy.context.window_manager.dimo_job.stage == "cancelled"
+    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+
+
+def test_bad_shot_settings_are_refused_before_anything_is_sent(tmp_path):
+    import bpy
+
+    from blender_addon import generation
+
+    scene = make_shot(tmp_path)
+    scene.dimo.anchor = None
+    with pytest.raises(ValueError, match="No character anchor is set"):
+        generation.prepare_generate(scene, [])
+    scene.dimo.anchor = bpy.data.objects["Anchor"]
+    scene.dimo.driving_video = str(tmp_path / "missing.mp4")
+    with pytest.raises(ValueError, match="missing.mp4 does not exist"):
+        generation.prepare_generate(scene, [])
+    scene.dimo.target_cameras = "MARKERS"
+    scene.dimo.driving_video = scene.dimo.reference_image
+    with pytest.raises(ValueError, match="No timeline marker"):
+        generation.prepare_generate(scene, [])
