@@ -62,7 +62,10 @@ def load_pipeline(path_or_none, device="auto", dtype=None) -> DiMoPipeline:
                 f"{folder}: no DiMo checkpoint there (model_index.json is missing); give a folder written by "
                 f"`pipe.save_pretrained` or `dimo train`."
             )
-        pipe = DiMoPipeline.from_pretrained(folder, local_files_only=True)
+        # Only the transformer changes dtype; the VAE and encoders stay float32 (cheap, and more exact).
+        component_dtypes = None if dtype is None else {"transformer": dtype, "default": torch.float32}
+        pipe = DiMoPipeline.from_pretrained(folder, local_files_only=True, dtype=component_dtypes)
+        dtype = None
     if dtype is not None:
         pipe.transformer.to(dtype)
     return pipe.to(device)
