@@ -48,6 +48,24 @@ class DIMO_PG_take(bpy.types.PropertyGroup):
 # DIMO_PG_scene with `render_clips: PointerProperty(type=...)`.
 
 
+class DIMO_PG_render_clips(bpy.types.PropertyGroup):
+    """Settings of "Render Training Clips" (the scene's rig seen from generated cameras) and its progress."""
+
+    output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="//dimo_clips/",
+                               description="Clip dataset folder; new clips are added after the existing ones")
+    clips: IntProperty(name="Clips", default=1, min=1, max=1000, description="Clips to render, each with new random cameras")
+    views: IntProperty(name="Views", default=4, min=1, max=64, description="Views per clip: driving view, static ring, moving cameras")
+    resolution: IntProperty(name="Resolution", default=128, min=16, max=4096, subtype="PIXEL")
+    engine: EnumProperty(name="Engine", items=(("WORKBENCH", "Workbench", "Fast, flat studio lighting"),
+                                                ("CYCLES", "Cycles", "Path traced with the scene's lights")), default="WORKBENCH")
+    samples: IntProperty(name="Samples", default=8, min=1, max=4096)
+    denoise: BoolProperty(name="Denoise", default=False)
+    split: EnumProperty(name="Split", items=(("TRAIN", "Train", ""), ("TEST", "Test", "")), default="TRAIN")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    running: BoolProperty(default=False, options={"SKIP_SAVE"})
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
+
+
 class DIMO_PG_scene(bpy.types.PropertyGroup):
     """Everything one DiMo shot needs; shown in the 3D viewport sidebar, tab DiMo."""
 
@@ -97,6 +115,7 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
     )
     camera_phrase: StringProperty(name="Phrase", default="orbit left 90 degrees")
     takes: CollectionProperty(type=DIMO_PG_take)
+    render_clips: PointerProperty(type=DIMO_PG_render_clips)
     active_take_index: IntProperty(name="Take", default=-1)
 
 
@@ -111,7 +130,7 @@ class DIMO_PG_job(bpy.types.PropertyGroup):
     engine_status: StringProperty(default="")
 
 
-classes = (DIMO_PG_take, DIMO_PG_scene, DIMO_PG_job)
+classes = (DIMO_PG_take, DIMO_PG_render_clips, DIMO_PG_scene, DIMO_PG_job)
 
 
 def attach():
