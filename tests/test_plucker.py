@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from blender_addon.camera_rigs import look_at
 from dimo_engine.camera import camera_path_plucker_rays, plucker_rays, project_points
 from test_camera_path import make_path
 
@@ -16,14 +17,7 @@ def _random_cameras(generator, count):
     for _ in range(count):
         eye = generator.normal(size=3)
         eye = eye / np.linalg.norm(eye) * generator.uniform(2.0, 5.0)
-        forward = -eye / np.linalg.norm(eye)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        rotation = np.stack([right, down, forward])
-        world_to_camera = np.eye(4)
-        world_to_camera[:3, :3] = rotation
-        world_to_camera[:3, 3] = -rotation @ eye
+        world_to_camera = look_at(eye, generator.normal(scale=0.3, size=3))
         K = np.array([[generator.uniform(40, 120), 0.0, generator.uniform(20, 44)],
                       [0.0, generator.uniform(40, 120), generator.uniform(20, 44)], [0.0, 0.0, 1.0]])
         Ks.append(K)
