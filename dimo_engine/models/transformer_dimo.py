@@ -233,7 +233,7 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
             motion_tokens: `(B, num_frames, K, motion_dim)` (body and hand tokens concatenated on K); None means
                 the null tokens (unconditional).
             camera_rays: Plücker rays of the target frames `(B, 6, num_frames, H*r, W*r)`, r = camera_unshuffle
-                (`dimo_engine.models.conditioning.camera_ray_maps`); None = no camera input.
+                (`DiMoPipeline.camera_rays`); None = no camera input.
             reference_latents: clean latent of the reference image `(B, C, 1, H, W)`, placed in front (in-context).
             reference_rays: its rays `(B, 6, 1, H*r, W*r)`.
             encoder_hidden_states: text embeddings `(B, L, text_dim)`; None uses the learned null embedding.

@@ -21,6 +21,7 @@ from diffusers.video_processor import VideoProcessor
 from safetensors.torch import load_file, save_file
 
 from dimo_engine.errors import InputError
+from dimo_engine.models.conditioning import check_frame_count
 from dimo_engine.models.keypoint_locator import KeypointLocator
 from dimo_engine.models.motion_encoder import MotionEncoder, crop_hands
 from dimo_engine.models.transformer_dimo import DiMoTransformer3DModel
@@ -117,13 +118,7 @@ class DiMoPipeline(DiffusionPipeline):
 
     def check_frame_count(self, num_frames: int, what: str) -> None:
         """InputError unless `num_frames` is a count the VAE takes (4k+1) and within what the model knows."""
-        g = self.vae_scale_factor_temporal
-        if num_frames < 1 or (num_frames - 1) % g:
-            lower = max(1, (num_frames - 1) // g * g + 1)
-            raise InputError(
-                f"{what} has {num_frames} frames; the video VAE takes {g}k+1 frames (e.g. {lower} or {lower + g}); "
-                f"trim or pad it."
-            )
+        check_frame_count(num_frames, self.vae_scale_factor_temporal, what)
 
     def check_inputs(self, reference_image, motion, driving_frames, target_cameras, reference_camera,
                      num_frames: int, motion_guidance_scale: float, num_inference_steps: int) -> None:
