@@ -116,7 +116,9 @@ def import_camera_path(camera_path: CameraPath, scene, anchor_obj=None, name: st
     `anchor_obj` at the path's first frame) and return it.
 
     With `apply_render_settings` the scene's resolution, pixel aspect and fps are set from the path,
-    so exporting the new camera gives the same path back. Uses a horizontal sensor fit.
+    so exporting the new camera gives the same path back. Without, the scene keeps its own output
+    size and the camera sees the same view scaled to it (exact when the aspect ratios agree). Uses a
+    horizontal sensor fit.
     """
     validate_camera_path(camera_path, source=f"camera path for '{name}'")
     if apply_render_settings:
@@ -140,11 +142,12 @@ def import_camera_path(camera_path: CameraPath, scene, anchor_obj=None, name: st
     previous_euler = None
     for frame, K, world_to_camera in zip(camera_path.frames, camera_path.K, camera_path.world_to_camera):
         frame = int(frame)
-        fx, cx, cy = K[0, 0], K[0, 2], K[1, 2]
-        # Inverse of intrinsics_from_blender with a horizontal fit: viewfac = width.
-        camera_data.lens = fx * camera_data.sensor_width / width
-        camera_data.shift_x = (width / 2.0 - cx) / width
-        camera_data.shift_y = (cy - height / 2.0) * y_correction / width
+        # Inverse of intrinsics_from_blender with a horizontal fit (viewfac = width), in image fractions
+        # so a scene rendering the same view at another size (same aspect) gets the same camera.
+        fx, cx, cy = K[0, 0] / camera_path.width, K[0, 2] / camera_path.width, K[1, 2] / camera_path.height
+        camera_data.lens = fx * camera_data.sensor_width
+        camera_data.shift_x = 0.5 - cx
+        camera_data.shift_y = (cy - 0.5) * height * y_correction / width
         for data_path in ("lens", "shift_x", "shift_y"):
             camera_data.keyframe_insert(data_path, frame=frame)
 

@@ -159,3 +159,15 @@ def test_export_rejects_non_cameras_and_orthographic(scene):
     camera_obj.data.type = "ORTHO"
     with pytest.raises(ValueError, match="perspective camera"):
         export_camera_path(scene, camera_obj)
+
+
+def test_import_without_render_settings_scales_to_the_scene(scene):
+    camera_obj, _ = build_case(scene, CASES["vertical_fit_shift"])  # 60 x 40 output
+    first = export_camera_path(scene, camera_obj)
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 240, 160, 100
+    imported = import_camera_path(first, scene, apply_render_settings=False)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (240, 160)
+    second = export_camera_path(scene, imported, None, 1, 1)
+    assert (second.width, second.height) == (240, 160)
+    np.testing.assert_allclose(second.K[:, :2], first.K[:, :2] * 4.0, atol=1e-3)  # same view, 4x the pixels
+    np.testing.assert_allclose(second.world_to_camera, first.world_to_camera, atol=1e-5)
