@@ -31,7 +31,7 @@ class CameraPathError(ValueError):
     """A camera path that breaks the format, described in one sentence naming the frame and field."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # arrays have no single truth value; compare fields with numpy
 class CameraPath:
     """One camera over F frames: image size in pixels, fps, and per frame K and world_to_camera."""
 
@@ -127,7 +127,8 @@ def validate_camera_path(camera_path: CameraPath, source: str = "camera path") -
         if frames.dtype.kind != "f" or not np.all(np.isfinite(frames)) or np.any(frames != np.round(frames)):
             bad = next((i for i, f in enumerate(frames.tolist())
                         if not (isinstance(f, (int, float)) and math.isfinite(f) and f == round(f))), 0)
-            raise CameraPathError(f"{source}: frame #{bad} has a frame number {frames[bad]!r} that is not an integer; {fix}")
+            raise CameraPathError(
+                f"{source}: frame #{bad} has a frame number {frames[bad]!r} that is not an integer; {fix}")
         camera_path.frames = frames = frames.astype(np.int64)
     steps = np.diff(frames)
     if np.any(steps <= 0):
@@ -184,7 +185,8 @@ def _matrix_field(entry: dict, field: str, shape: tuple, source: str, label: str
     try:
         matrix = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise CameraPathError(f"{source}: {label} field '{field}' is not a {shape[0]}x{shape[1]} matrix of numbers") from None
+        raise CameraPathError(
+            f"{source}: {label} field '{field}' is not a {shape[0]}x{shape[1]} matrix of numbers") from None
     if matrix.shape != shape:
         raise CameraPathError(f"{source}: {label} field '{field}' has shape {matrix.shape}, expected {shape}")
     return matrix
@@ -193,7 +195,8 @@ def _matrix_field(entry: dict, field: str, shape: tuple, source: str, label: str
 def camera_path_from_dict(data, source: str = "camera path") -> CameraPath:
     """Read the format from a parsed JSON dict and validate it."""
     if not isinstance(data, dict):
-        raise CameraPathError(f"{source}: expected a JSON object with format '{FORMAT_NAME}', got {type(data).__name__}")
+        raise CameraPathError(
+            f"{source}: expected a JSON object with format '{FORMAT_NAME}', got {type(data).__name__}")
     if data.get("format") != FORMAT_NAME:
         raise CameraPathError(f"{source}: format is {data.get('format')!r}, expected '{FORMAT_NAME}'; "
                               f"pass a camera path file written by DiMo")
@@ -233,7 +236,8 @@ def load_camera_path(path) -> CameraPath:
     except FileNotFoundError:
         raise CameraPathError(f"{path}: camera path file not found; check the path") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise CameraPathError(f"{path}: cannot read the camera path file ({error}); pass a readable JSON file") from None
+        raise CameraPathError(
+            f"{path}: cannot read the camera path file ({error}); pass a readable JSON file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
