@@ -108,10 +108,24 @@ def _matrix_axis_angle(rotation: np.ndarray) -> np.ndarray:
     return _quaternion_to_axis_angle(np.array([quaternion.w, quaternion.x, quaternion.y, quaternion.z]))
 
 
-def generated_rig(num_views: int, joints: np.ndarray, num_frames: int, fps: float, size: int, seed: int) -> list:
-    """Driving view, a static ring and moving cameras (half each) framed on the joints (F,J,3)."""
+def person_bounds(scene, people, frames, world_to_character: np.ndarray) -> np.ndarray:
+    """(F*8*N, 3) corners of the person objects' deformed bounding boxes over the frames, character frame."""
+    corners = []
+    for frame in frames:
+        scene.frame_set(int(frame))
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        for obj in people:
+            evaluated = obj.evaluated_get(depsgraph)
+            box = np.array([list(corner) + [1.0] for corner in evaluated.bound_box])
+            corners.append((box @ (world_to_character @ np.array(evaluated.matrix_world)).T)[:, :3])
+    return np.concatenate(corners)
+
+
+def generated_rig(num_views: int, points: np.ndarray, num_frames: int, fps: float, size: int, seed: int) -> list:
+    """Driving view, a static ring and moving cameras (half each) framed on the points (..., 3)
+    the person covers over the clip."""
     rng = np.random.default_rng(seed)
-    low, high = joints.reshape(-1, 3).min(axis=0) - 0.25, joints.reshape(-1, 3).max(axis=0) + 0.25
+    low, high = points.reshape(-1, 3).min(axis=0) - 0.05, points.reshape(-1, 3).max(axis=0) + 0.05
     low[2] = min(low[2], 0.0)
     common = dict(num_frames=num_frames, fps=fps, width=size, height=size, seed=rng, subject_box=(low, high))
     views = [camera_rigs.RigView("driving", "driving", camera_rigs.driving_view(**common))]
@@ -165,13 +179,14 @@ def iter_render_scene_clips(scene, armature_obj, out_dir: str, num_clips: int = 
     done = 0
     try:
         motion = sample_rig_motion(scene, armature_obj, frames, character_to_world)
+        subject = np.concatenate([motion["joints"].reshape(-1, 3), person_bounds(scene, people, frames, np.linalg.inv(character_to_world))])
         hands = hand_joint_indices([str(n) for n in motion.get("joint_names", [])]) if "joint_names" in motion else (
             [20] + list(range(22, 37)), [21] + list(range(37, 52)))
         configure_render(scene, engine, samples, resolution, resolution, denoise)
         renderer = ViewRenderer(scene, people, set_objects)
         for clip_number in range(num_clips):
             index = _next_free_index(out_dir, split)
-            views = generated_rig(num_views, motion["joints"], len(frames), fps, resolution, seed + clip_number)
+            views = generated_rig(num_views, subject, len(frames), fps, resolution, seed + clip_number)
             writer = ClipWriter(out_dir, split, index)
             for view in views:
                 camera_path = view.camera_path
