@@ -7,7 +7,9 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"token: {token}", flush=True)
     print(f"token file: {token_file}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exit through `finally` so the token file goes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         server.run(sockets=[sock])
     finally:

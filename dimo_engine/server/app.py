@@ -5,8 +5,6 @@ No path from a request is trusted: uploads are stored as `inputs/reference.png`,
 `inputs/camera_00.json`, ... and only the file suffix is taken from the client, from a whitelist.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import re

@@ -1,0 +1,310 @@
+"""The engine service: auth, job lifecycle, progress, cancel, cache, bad input as 4xx, a real
+`dimo serve` process on loopback, and schemathesis against the OpenAPI schema (no 5xx)."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from PIL import Image
+
+from blender_addon.camera_rigs import static_view
+from dimo_engine.camera import camera_path_to_dict
+from dimo_engine.pipelines import create_random_pipeline
+from dimo_engine.server import JobRunner, Limits, create_app
+from dimo_engine.video_io import write_video
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class CountingPipeline:
+    """The real tiny pipeline, counting `encode_motion` calls and optionally slowed at every denoising step."""
+
+    def __init__(self, pipe):
+        self._pipe = pipe
+        self.encode_calls = 0
+        self.step_delay = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def encode_motion(self, *args, **kwargs):
+        self.encode_calls += 1
+        return self._pipe.encode_motion(*args, **kwargs)
+
+    def __call__(self, *args, callback_on_step_end=None, **kwargs):
+        def slowed(pipe, step, timestep, callback_kwargs):
+            time.sleep(self.step_delay)
+            return callback_on_step_end(pipe, step, timestep, callback_kwargs)
+
+        return self._pipe(*args, callback_on_step_end=slowed, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    frames = np.full((12, 40, 48, 3), 25, np.uint8)
+    for index in range(12):
+        frames[index, 8:36, 10 + index : 22 + index] = (220, 180, 60)
+    write_video(frames, folder / "drive.mp4", fps=12)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 140, np.uint8)).save(buffer, format="PNG")
+    camera = camera_path_to_dict(static_view(30.0, 10.0, 12, 12.0, 64, 64))
+    return {"driving": (folder / "drive.mp4").read_bytes(), "reference": buffer.getvalue(), "camera": camera,
+            "still": camera_path_to_dict(static_view(0.0, 0.0, 1, 12.0, 64, 64))}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    pipe = CountingPipeline(create_random_pipeline(seed=0, preset="tiny"))
+    runner = JobRunner(pipe, tmp_path_factory.mktemp("work"), limits=Limits(max_upload_bytes=2_000_000))
+    with TestClient(create_app(runner, TOKEN)) as client:
+        yield client, runner, pipe
+    runner.shutdown()
+
+
+def job_files(inputs, cameras=None, driving=None, reference=None, settings=None, **extra):
+    cameras = cameras if cameras is not None else [inputs["camera"]]
+    files = [("reference", ("ref.png", reference if reference is not None else inputs["reference"], "image/png"))]
+    files += [("cameras", (f"cam{i}.json", json.dumps(c).encode(), "application/json")) for i, c in enumerate(cameras)]
+    files.append(("driving", ("clip.mp4", driving if driving is not None else inputs["driving"], "video/mp4")))
+    data = {"settings": json.dumps(settings if settings is not None else {"num_inference_steps": 2, "seed": 1})}
+    for name, value in extra.items():
+        files.append((name, value))
+    return {"files": files, "data": data}
+
+
+def wait_for(client, job_id, statuses=("done", "failed", "cancelled"), timeout=60.0, condition=None):
+    """Poll a job until its status is in `statuses` (or `condition(status)`); returns every status seen."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
+        seen.append(status)
+        if status["status"] in statuses or (condition is not None and condition(status)):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {seen[-1]} after {timeout} s")
+
+
+def test_health_is_open_and_everything_else_needs_the_token(service):
+    client, _, _ = service
+    assert client.get("/v1/health").json()["status"] == "ok"
+    assert client.get("/v1/info").status_code == 401
+    assert client.get("/v1/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/v1/jobs/abc", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    info = client.get("/v1/info", headers=AUTH).json()
+    assert (info["num_frames"], info["fps"], info["width"], info["height"]) == (9, 12.0, 32, 32)
+    assert info["limits"]["max_upload_bytes"] == 2_000_000
+
+
+def test_job_lifecycle_progress_frames_cache_and_delete(service, inputs):
+    client, runner, pipe = service
+    encodes_before = pipe.encode_calls
+    answer = client.post("/v1/jobs", headers=AUTH, **job_files(inputs, cameras=[inputs["camera"], inputs["still"]]))
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    assert answer.json()["status"] == "queued" and len(job_id) >= 16
+    seen = wait_for(client, job_id)
+    final = seen[-1]
+    assert final["status"] == "done", final
+    assert final["cameras"] == 2 and final["progress"]["frames_done"] == final["progress"]["frames_total"] == 24
+    fractions = [s["progress"]["fraction"] for s in seen]
+    steps = [s["progress"]["step"] for s in seen]
+    assert fractions == sorted(fractions) and steps == sorted(steps) and fractions[-1] == 1.0
+    first_encodes = pipe.encode_calls - encodes_before
+    assert first_encodes >= 1  # 12 frames at 12 fps in windows of 9: encoded in overlapping windows
+
+    frames = client.get(f"/v1/jobs/{job_id}/frames", headers=AUTH).json()["cameras"]
+    assert frames == [[f"{i:04d}.png" for i in range(12)]] * 2
+    png = client.get(f"/v1/jobs/{job_id}/frames/1/0011.png", headers=AUTH)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert np.asarray(Image.open(io.BytesIO(png.content))).shape == (32, 32, 3)
+    for bad in ("../../inputs/reference.png", "%2e%2e%2finputs%2freference.png", "0000.PNG"):
+        assert client.get(f"/v1/jobs/{job_id}/frames/0/{bad}", headers=AUTH).status_code == 404
+    assert client.get(f"/v1/jobs/{job_id}/frames/2/0000.png", headers=AUTH).status_code == 404
+
+    # Same driving video again: the motion comes from the cache, the encoder is not run.
+    second = client.post("/v1/jobs", headers=AUTH, **job_files(inputs)).json()["job_id"]
+    assert wait_for(client, second)[-1]["status"] == "done"
+    assert pipe.encode_calls - encodes_before == first_encodes
+    assert runner.cache.hits >= 1
+
+    folder = runner.get(job_id).folder
+    assert client.delete(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 200
+    assert client.get(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 404
+    assert not folder.exists()
+
+
+def test_cancel_stops_within_one_denoising_step(service, inputs):
+    client, _, pipe = service
+    pipe.step_delay = 0.25
+    try:
+        answer = client.post("/v1/jobs", headers=AUTH, **job_files(inputs, settings={"num_inference_steps": 40}))
+        job_id = answer.json()["job_id"]
+        wait_for(client, job_id, condition=lambda s: s["progress"]["step"] >= 2)
+        cancelled_at = client.post(f"/v1/jobs/{job_id}/cancel", headers=AUTH).json()["progress"]["step"]
+        started = time.monotonic()
+        final = wait_for(client, job_id, timeout=10)[-1]
+        assert final["status"] == "cancelled"
+        assert final["progress"]["step"] <= cancelled_at + 1
+        assert time.monotonic() - started < 2.0
+        assert final["progress"]["step"] < final["progress"]["total_steps"]
+    finally:
+        pipe.step_delay = 0.0
+
+
+def test_a_failing_job_is_reported_and_the_service_goes_on(service, inputs):
+    from safetensors.torch import save as save_tensors
+    import torch
+
+    client, _, _ = service
+    # A motion file of the right format but from another model (token width 7): fails inside the pipeline.
+    foreign = save_tensors({"body": torch.zeros(1, 12, 2, 7), "hands": torch.zeros(1, 12, 2, 7)})
+    files = job_files(inputs)
+    files["files"] = [f for f in files["files"] if f[0] != "driving"] + [("motion", ("m.safetensors", foreign))]
+    job_id = client.post("/v1/jobs", headers=AUTH, **files).json()["job_id"]
+    final = wait_for(client, job_id)[-1]
+    assert final["status"] == "failed" and final["error"]
+    healthy = client.post("/v1/jobs", headers=AUTH, **job_files(inputs)).json()["job_id"]
+    assert wait_for(client, healthy)[-1]["status"] == "done"
+
+
+def _nan_camera(inputs):
+    camera = json.loads(json.dumps(inputs["camera"]))
+    camera["frames"][3]["world_to_camera"][0][0] = float("nan")
+    return camera
+
+
+def _sheared_camera(inputs):
+    camera = json.loads(json.dumps(inputs["camera"]))
+    camera["frames"][0]["world_to_camera"][0][1] += 0.3
+    return camera
+
+
+def _big_png():
+    buffer = io.BytesIO()
+    Image.new("RGB", (20000, 4)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case, status, words", [
+    ("text_as_mp4", 422, "cannot be decoded"),
+    ("empty_video", 422, "empty"),
+    ("nan_camera", 422, "non-finite"),
+    ("non_rigid_camera", 422, "non-rigid"),
+    ("frame_mismatch", 422, "frames"),
+    ("huge_reference", 422, "20000x4"),
+    ("no_cameras", 422, "cameras"),
+    ("bad_settings", 422, "num_inference_steps"),
+    ("too_large", 413, "limit"),
+    ("zip_traversal", 422, "no PNG/JPEG"),
+])
+def test_bad_input_is_a_4xx_with_one_sentence(service, inputs, case, status, words):
+    client, runner, _ = service
+    jobs_before = set(os.listdir(runner.jobs_dir))
+    kwargs = {
+        "text_as_mp4": dict(driving=b"this is text, not a video\n"),
+        "empty_video": dict(driving=b""),
+        "nan_camera": dict(cameras=[_nan_camera(inputs)]),
+        "non_rigid_camera": dict(cameras=[_sheared_camera(inputs)]),
+        "huge_reference": dict(reference=_big_png()),
+        "bad_settings": dict(settings={"num_inference_steps": 0}),
+        "too_large": dict(driving=b"\0" * 2_100_000),
+    }.get(case, {})
+    if case == "frame_mismatch":
+        camera = json.loads(json.dumps(inputs["camera"]))
+        camera["frames"] = camera["frames"][:7]
+        kwargs = dict(cameras=[camera])
+    request = job_files(inputs, **kwargs)
+    if case == "no_cameras":
+        request["files"] = [f for f in request["files"] if f[0] != "cameras"]
+    if case == "zip_traversal":
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr("../../evil.txt", "x")
+        request["files"] = [f for f in request["files"] if f[0] != "driving"]
+        request["files"].append(("driving", ("frames.zip", archive.getvalue(), "application/zip")))
+    answer = client.post("/v1/jobs", headers=AUTH, **request)
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, str) and words in detail and "\n" not in detail
+    assert set(os.listdir(runner.jobs_dir)) == jobs_before  # nothing left behind
+    assert not (runner.work_dir.parent / "evil.txt").exists()
+
+
+def test_unknown_job_is_404(service):
+    client, _, _ = service
+    for method, path in [("GET", "/v1/jobs/nope"), ("POST", "/v1/jobs/nope/cancel"), ("GET", "/v1/jobs/nope/frames"),
+                         ("DELETE", "/v1/jobs/nope"), ("GET", "/v1/jobs/nope/events")]:
+        assert client.request(method, path, headers=AUTH).status_code == 404
+
+
+@pytest.mark.slow
+def test_dimo_serve_process_on_loopback_streams_events(tmp_path, inputs):
+    model = tmp_path / "model"
+    create_random_pipeline(seed=0, preset="tiny").save_pretrained(model)
+    token_file = tmp_path / "serve.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dimo_engine", "serve", "--port", "0", "--token-file", str(token_file),
+         "--model", str(model), "--work-dir", str(tmp_path / "work")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not token_file.is_file():
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "dimo serve did not write its token file"
+            time.sleep(0.1)
+        connection = json.loads(token_file.read_text())
+        assert connection["url"].startswith("http://127.0.0.1:") and not connection["url"].endswith(":0")
+        assert connection["pid"] == process.pid and oct(token_file.stat().st_mode)[-3:] == "600"
+        headers = {"Authorization": f"Bearer {connection['token']}"}
+        with httpx.Client(base_url=connection["url"], timeout=30) as client:
+            assert client.get("/v1/health").status_code == 200
+            assert client.get("/v1/info").status_code == 401
+            job_id = client.post("/v1/jobs", headers=headers, **job_files(inputs)).json()["job_id"]
+            events = []
+            with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                for line in stream.iter_lines():
+                    if line.startswith("data: "):
+                        events.append(json.loads(line[len("data: "):]))
+            assert events[-1]["status"] == "done"
+            fractions = [event["progress"]["fraction"] for event in events]
+            assert fractions == sorted(fractions) and len(events) >= 3
+            assert client.get(f"/v1/jobs/{job_id}/frames", headers=headers).json()["cameras"][0][-1] == "0011.png"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert not token_file.exists()  # removed on a clean shutdown
+
+
+@pytest.fixture(scope="module")
+def api_schema(service):
+    _, runner, _ = service
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(runner, TOKEN))
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+def test_openapi_schema_never_gives_5xx(case):
+    from schemathesis.checks import not_a_server_error
+
+    case.call_and_validate(headers=AUTH, checks=[not_a_server_error])
