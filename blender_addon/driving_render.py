@@ -8,6 +8,7 @@ Rendering must run on Blender's main thread, so the clip is rendered one frame p
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -19,6 +20,9 @@ from . import takes
 # A 50 mm lens on a 36 mm sensor sees about 40 degrees; at 4.5 m that frames a 2 m person with margin.
 FRONT_CAMERA_DISTANCE_M = 4.5
 FRONT_CAMERA_HEIGHT_M = 1.0
+# A zip of frames carries no frame rate; the engine reads image sequences at 24 fps, so the clip is
+# rendered at 24 fps (sub-frames when the scene runs at another rate) to keep the scene's timing.
+ENGINE_SEQUENCE_FPS = 24.0
 
 
 @contextlib.contextmanager
@@ -73,14 +77,16 @@ def next_free_path(folder: Path, stem: str, suffix: str) -> Path:
 
 
 def iter_render_driving_clip(scene, anchor_obj, frame_start: int, frame_end: int, output: Path, size: int = 128):
-    """Render frames frame_start..frame_end one per step (yields (done, total)); returns the zip path."""
+    """Render frames frame_start..frame_end at 24 fps, one per step (yields (done, total)); returns the zip path."""
     import bpy
 
     if anchor_obj is None:
         raise ValueError("No character anchor is set; pick the character's armature or root empty in the DiMo panel.")
     if frame_end < frame_start:
         raise ValueError(f"The frame range {frame_start}-{frame_end} is empty; set an end frame after the start frame.")
-    total = frame_end - frame_start + 1
+    scene_fps = scene.render.fps / scene.render.fps_base
+    step = scene_fps / ENGINE_SEQUENCE_FPS  # scene frames per rendered frame
+    total = int(math.floor((frame_end - frame_start) / step + 1e-6)) + 1
     frames_dir = Path(tempfile.mkdtemp(prefix="dimo-driving-"))
     render = scene.render
     original_frame = scene.frame_current
@@ -100,8 +106,9 @@ def iter_render_driving_clip(scene, anchor_obj, frame_start: int, frame_end: int
             (render, "filepath", render.filepath),
             (scene, "camera", camera_obj),
         ):
-            for index, frame in enumerate(range(frame_start, frame_end + 1)):
-                scene.frame_set(frame)
+            for index in range(total):
+                time = frame_start + index * step
+                scene.frame_set(int(math.floor(time)), subframe=time - math.floor(time))
                 render.filepath = str(frames_dir / takes.frame_file_name(index))
                 bpy.ops.render.render(write_still=True)
                 yield index + 1, total

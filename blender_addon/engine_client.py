@@ -26,6 +26,15 @@ class EngineError(Exception):
     """The engine could not be reached or refused a request; the message is one sentence for the artist."""
 
 
+def as_sentence(text: str) -> str:
+    """The engine's messages are lower-case clauses; the panel shows them as sentences."""
+    text = " ".join(str(text).split())
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 @dataclass
 class JobStatus:
     """One status object of `GET /v1/jobs/{id}`."""
@@ -142,8 +151,7 @@ class EngineClient:
         if error.code == 401 or error.code == 403:
             return "The engine refused the token; copy the token from the engine's token file into the add-on preferences."
         if detail:
-            detail = str(detail).strip()
-            return detail if detail.endswith((".", "!", "?")) else detail + "."
+            return as_sentence(detail)
         return f"The engine answered {error.code} {error.reason} to {method} {path}."
 
     def _json(self, method: str, path: str, **kwargs) -> dict:

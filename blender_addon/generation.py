@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import jobs, takes
-from .engine_client import EngineClient, EngineError, JobStatus
+from .engine_client import EngineClient, EngineError, JobStatus, as_sentence
 
 STATUS_POLL_S = 0.5
 # How many status polls in a row may fail before the job is given up as lost.
@@ -174,7 +174,7 @@ def run_generate(job: jobs.BackgroundJob, client: EngineClient, request: Generat
         )
         status = _follow_job(job, client, job_id)
         if status.status == "failed":
-            raise EngineError(status.error or "The engine reported the job as failed without a reason; see the engine's log.")
+            raise EngineError(as_sentence(status.error) if status.error else "The engine reported the job as failed without a reason; see the engine's log.")
         if status.status == "cancelled":
             raise jobs.JobCancelled()
         return _download_takes(job, client, job_id, request)
