@@ -66,6 +66,18 @@ def character_frame_to_world(anchor_obj) -> np.ndarray:
     return np.eye(4) if anchor_obj is None else _rigid(anchor_obj.matrix_world)
 
 
+def _depsgraph(scene):
+    """The evaluated state of `scene`: after frame_set, animation, parents and constraints are always
+    applied there, while the original objects are only updated for the window's scene."""
+    if scene == bpy.context.scene:
+        return bpy.context.evaluated_depsgraph_get()
+    return scene.view_layers[0].depsgraph
+
+
+def _evaluated(obj, depsgraph):
+    return None if obj is None else obj.evaluated_get(depsgraph)
+
+
 def export_camera_path(scene, camera_obj, anchor_obj=None, frame_start: int | None = None,
                        frame_end: int | None = None) -> CameraPath:
     """The camera path of `camera_obj` over frames frame_start..frame_end (inclusive, default the
@@ -82,11 +94,13 @@ def export_camera_path(scene, camera_obj, anchor_obj=None, frame_start: int | No
     Ks, world_to_cameras = [], []
     try:
         scene.frame_set(frame_start)
-        world_from_character = character_frame_to_world(anchor_obj)
+        depsgraph = _depsgraph(scene)
+        world_from_character = character_frame_to_world(_evaluated(anchor_obj, depsgraph))
         for frame in frames:
             scene.frame_set(frame)
-            world_from_camera = _rigid(camera_obj.matrix_world)  # Blender camera axes
-            Ks.append(intrinsics_from_blender(camera_obj.data, scene))
+            camera_state = _evaluated(camera_obj, depsgraph)
+            world_from_camera = _rigid(camera_state.matrix_world)  # Blender camera axes
+            Ks.append(intrinsics_from_blender(camera_state.data, scene))
             world_to_cameras.append(
                 OPENCV_TO_BLENDER_CAMERA @ np.linalg.inv(world_from_camera) @ world_from_character)
     finally:
@@ -135,7 +149,7 @@ def import_camera_path(camera_path: CameraPath, scene, anchor_obj=None, name: st
     original_frame = scene.frame_current
     try:
         scene.frame_set(int(camera_path.frames[0]))
-        world_from_character = character_frame_to_world(anchor_obj)
+        world_from_character = character_frame_to_world(_evaluated(anchor_obj, _depsgraph(scene)))
     finally:
         scene.frame_set(original_frame)
     far = 10.0

@@ -33,8 +33,16 @@ CASES = {
 
 @pytest.fixture
 def scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    return bpy.context.scene
+    """A fresh scene of its own, removed afterwards with everything the test made, so other tests'
+    Blender state is left alone."""
+    before = {"objects": set(bpy.data.objects), "cameras": set(bpy.data.cameras), "actions": set(bpy.data.actions)}
+    scene = bpy.data.scenes.new("camera test")
+    yield scene
+    for kind, existing in before.items():
+        collection = getattr(bpy.data, kind)
+        for block in [block for block in collection if block not in existing]:
+            collection.remove(block)
+    bpy.data.scenes.remove(scene)
 
 
 def build_case(scene, case):
@@ -106,10 +114,12 @@ def test_exported_projection_matches_blender(scene, name):
     checked = 0
     for index, frame in enumerate(camera_path.frames):
         scene.frame_set(int(frame))
+        # Blender's own answer, from the evaluated camera (animation applied; this scene is not the window's).
+        evaluated_camera = camera_obj.evaluated_get(scene.view_layers[0].depsgraph)
         uv, depth = camera_path.project(character_points)
         for point, pixel, point_depth in zip(character_points, uv[index], depth[index]):
             world_point = world_from_character @ Vector(point)
-            view = world_to_camera_view(scene, camera_obj, world_point)
+            view = world_to_camera_view(scene, evaluated_camera, world_point)
             expected = (view.x * camera_path.width, (1.0 - view.y) * camera_path.height)
             assert point_depth == pytest.approx(view.z, abs=1e-4)
             assert abs(pixel[0] - expected[0]) < 0.5 and abs(pixel[1] - expected[1]) < 0.5, (name, frame)
@@ -171,3 +181,44 @@ def test_import_without_render_settings_scales_to_the_scene(scene):
     assert (second.width, second.height) == (240, 160)
     np.testing.assert_allclose(second.K[:, :2], first.K[:, :2] * 4.0, atol=1e-3)  # same view, 4x the pixels
     np.testing.assert_allclose(second.world_to_camera, first.world_to_camera, atol=1e-5)
+
+
+def test_window_scene_with_track_to_constraint_and_animation():
+    """The usual case: the context scene, a camera aimed by a Track To constraint at an animated empty."""
+    scene = bpy.context.scene
+    saved = (scene.frame_start, scene.frame_end, scene.frame_current, scene.render.resolution_x,
+             scene.render.resolution_y, scene.render.resolution_percentage)
+    made = []
+    try:
+        scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 80, 60, 100
+        aim = bpy.data.objects.new("aim", None)
+        camera_obj = bpy.data.objects.new("tracking", bpy.data.cameras.new("tracking"))
+        made += [aim, camera_obj]
+        for obj in made:
+            scene.collection.objects.link(obj)
+        constraint = camera_obj.constraints.new("TRACK_TO")
+        constraint.target, constraint.track_axis, constraint.up_axis = aim, "TRACK_NEGATIVE_Z", "UP_Y"
+        for frame, x in ((10, -1.0), (12, 1.0)):
+            aim.location = (x, 0.0, 1.0)
+            aim.keyframe_insert("location", frame=frame)
+            camera_obj.location = (0.0, -5.0 - x, 1.5)
+            camera_obj.keyframe_insert("location", frame=frame)
+        camera_path = export_camera_path(scene, camera_obj, None, 10, 12)
+        assert camera_path.frames.tolist() == [10, 11, 12]
+        for index, frame in enumerate(camera_path.frames):
+            scene.frame_set(int(frame))
+            aim_point = np.array(aim.matrix_world.translation)
+            uv, _ = camera_path.project(aim_point[None])
+            np.testing.assert_allclose(uv[index, 0], [40.0, 30.0], atol=1e-3)  # the aim is in the centre
+            view = world_to_camera_view(scene, camera_obj, Vector((0.3, 0.2, 0.5)))
+            uv, _ = camera_path.project(np.array([[0.3, 0.2, 0.5]]))
+            np.testing.assert_allclose(uv[index, 0], [view.x * 80, (1 - view.y) * 60], atol=0.5)
+        assert camera_path.centers[0, 1] == pytest.approx(-4.0) and camera_path.centers[2, 1] == pytest.approx(-6.0)
+    finally:
+        for obj in made:
+            data = obj.data
+            bpy.data.objects.remove(obj)
+            if data is not None:
+                bpy.data.cameras.remove(data)
+        (scene.frame_start, scene.frame_end, scene.frame_current, scene.render.resolution_x,
+         scene.render.resolution_y, scene.render.resolution_percentage) = saved
