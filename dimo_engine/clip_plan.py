@@ -142,7 +142,7 @@ CAMERA_MOVES = ("orbit", "dolly_in", "dolly_out", "crane_up", "crane_down", "han
                 "orbit+dolly_in", "orbit+crane_up", "dolly_out+handheld", "crane_down+orbit", "orbit+handheld")
 
 
-def subject_box(joints: np.ndarray, margin: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+def subject_box(joints: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """Box around all joints of the clip (F,J,3), padded for the body's flesh and hair, floor at 0."""
     low = joints.reshape(-1, 3).min(axis=0) - margin
     high = joints.reshape(-1, 3).max(axis=0) + margin

@@ -15,7 +15,7 @@ from dimo_engine.clip_plan import RenderSettings, parse_shard, shard_indices
 from dimo_engine.errors import InputError
 
 RENDER_ARGS = ["--views", "2", "--frames", "4", "--fps", "12", "--resolution", "64", "--engine", "workbench",
-               "--samples", "1", "--seed", "3"]
+               "--samples", "8", "--seed", "3"]
 
 
 def _rotation(axis_angle):
@@ -121,12 +121,6 @@ def dataset(tmp_path_factory):
     return out
 
 
-def _dilated(mask):
-    height, width = mask.shape
-    padded = np.pad(mask, 1)
-    return np.any([padded[dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)], axis=0)
-
-
 @pytest.mark.blender
 @pytest.mark.slow
 def test_tiny_render_is_complete_and_consistent(dataset):
@@ -145,7 +139,7 @@ def test_tiny_render_is_complete_and_consistent(dataset):
         assert clip.num_frames == 4 and clip.width == clip.height == 64
         assert [v.kind for v in clip.views.values()] == ["driving", "static"]
         assert clip.motion["joints"].shape == (4, 52, 3) and clip.manifest["motion"]["family"]
-        body_hits, all_hits = [], []
+        hits = []
         for view in clip.views.values():
             frames = view.frames()
             assert frames.shape == (4, 64, 64, 4)
@@ -161,12 +155,9 @@ def test_tiny_render_is_complete_and_consistent(dataset):
             inside = (uv[..., 0] >= 0) & (uv[..., 0] < 64) & (uv[..., 1] >= 0) & (uv[..., 1] < 64) & (depth > 0)
             np.testing.assert_array_equal(annotations["joints_visible"], inside.numpy())
             for frame in range(4):
-                grown = _dilated(mask[frame] > 0)
                 for joint in np.nonzero(annotations["joints_visible"][frame])[0]:
-                    u, v = annotations["joints2d"][frame, joint].astype(int)
-                    all_hits.append(grown[v, u])  # fingers are sub-pixel at 64 px: allow one pixel
-                    if joint < 22:
-                        body_hits.append(mask[frame, v, u] > 0)
+                    u, v = annotations["joints2d"][frame, joint].astype(int)  # pixel (u, v) covers [u, u+1)
+                    hits.append(mask[frame, v, u] > 0)
                 for side, wrist in enumerate((20, 21)):
                     x0, y0, x1, y1 = annotations["hand_boxes"][frame, side]
                     u, v = annotations["joints2d"][frame, wrist]
@@ -174,8 +165,7 @@ def test_tiny_render_is_complete_and_consistent(dataset):
                 x0, y0, x1, y1 = annotations["person_box"][frame]
                 ys, xs = np.nonzero(mask[frame] > 127)
                 assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-        assert np.mean(body_hits) >= 0.95, np.mean(body_hits)
-        assert np.mean(all_hits) >= 0.95, np.mean(all_hits)
+        assert np.mean(hits) >= 0.95, np.mean(hits)
 
 
 def _dataset_contents(root: Path) -> dict:
