@@ -98,7 +98,7 @@ def test_register_and_unregister_cleanly():
 def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
     import bpy
 
-    from blender_addon import generation
+    from blender_addon import generation, ui
     from blender_addon.ui import panels
 
     enable_addon()
@@ -106,7 +106,7 @@ def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
     state = context.window_manager.dimo_job
     state.engine_status, state.error, state.message = "Engine 0.1.0: tiny on cpu", "The engine is down; start it.", "Done"
     drawn = {}
-    for panel in (cls for cls in panels.classes if issubclass(cls, bpy.types.Panel)):
+    for panel in (cls for cls in ui.classes if issubclass(cls, bpy.types.Panel)):
         layout = draw_panel(panel, context)
         assert layout.calls, f"{panel.__name__} drew nothing"
         drawn[panel.__name__] = layout

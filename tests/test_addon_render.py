@@ -108,3 +108,29 @@ def test_render_reference_renders_only_the_character_and_records_its_camera(tmp_
     with pytest.raises(RuntimeError, match="select the character"):
         bpy.ops.dimo.render_reference()
     assert not (tmp_path / "dimo" / "reference" / "reference_002.png").exists()
+
+
+def test_camera_from_phrase_keys_a_camera_that_exports_back_to_the_phrase(tmp_path):
+    import bpy
+
+    from blender_addon.camera_export import export_camera_path, render_size, scene_fps
+    from blender_addon.camera_phrases import camera_path_from_phrase
+
+    scene = make_shot(tmp_path, frame_end=12)
+    scene.frame_start = 3
+    scene.dimo.camera_phrase = "orbit left 90 degrees"
+    assert bpy.ops.dimo.camera_from_phrase() == {"FINISHED"}
+    camera_obj = scene.camera
+    assert camera_obj.name.startswith("DiMo orbit left") and camera_obj.animation_data is not None
+    exported = export_camera_path(scene, camera_obj, scene.dimo.anchor, 3, 12)
+    width, height = render_size(scene)
+    expected = camera_path_from_phrase("orbit left 90 degrees", 10, scene_fps(scene), width, height)
+    assert (exported.width, exported.height) == (96, 64)  # the scene keeps its own output size
+    np.testing.assert_allclose(exported.world_to_camera, expected.world_to_camera, atol=1e-4)
+    np.testing.assert_allclose(exported.K, expected.K, rtol=1e-4)
+    assert list(exported.frames) == list(range(3, 13))
+
+    scene.dimo.camera_phrase = "fly sideways loudly"
+    with pytest.raises(RuntimeError, match="fly sideways loudly"):
+        bpy.ops.dimo.camera_from_phrase()
+    assert scene.camera == camera_obj

@@ -18,8 +18,9 @@ def camera_from_phrase(scene, phrase: str, anchor_obj):
     if end < start:
         raise ValueError(f"The frame range {start}-{end} is empty; set an end frame after the start frame.")
     width, height = render_size(scene)
-    camera_path = camera_path_from_phrase(phrase, end - start + 1, scene_fps(scene), width, height)
-    camera_path.frames = np.arange(start, end + 1)  # key on the scene's frames, not 0..F-1
+    # Keyed on the scene's frames, not 0..F-1.
+    camera_path = camera_path_from_phrase(phrase, end - start + 1, scene_fps(scene), width, height,
+                                          frames=np.arange(start, end + 1))
     return import_camera_path(camera_path, scene, anchor_obj=anchor_obj, name=f"DiMo {phrase.strip()}"[:63],
                               apply_render_settings=False)
 
