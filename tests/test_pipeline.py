@@ -57,7 +57,12 @@ def test_generate_shapes_and_motion_tokens_round_trip(pipe, driving, tmp_path):
     np.testing.assert_allclose(direct.frames, out.frames, atol=1e-5)
 
 
-def test_save_load_same_output_for_same_seed(pipe, driving, tmp_path):
+def test_save_load_same_output_for_same_seed(driving, tmp_path):
+    pipe = create_random_pipeline(seed=2, preset="tiny")
+    # As after training: the new branches are non-zero, so their weights must round-trip too.
+    torch.nn.init.normal_(pipe.transformer.camera_embedding.weight, std=0.05)
+    for block in pipe.transformer.motion_blocks:
+        torch.nn.init.normal_(block.to_out.weight, std=0.05)
     n = pipe.config.num_frames
     motion = pipe.encode_motion(*driving)
     expected = _generate(pipe, motion, orbit(n, 32), seed=3).frames
@@ -149,3 +154,23 @@ def test_trained_keypoint_locator_gives_hand_boxes(driving):
     pipe.keypoint_locator = locator
     motion = pipe.encode_motion(frames)  # no boxes: the trained locator finds the hands
     assert motion.hands.shape[1] == len(frames)
+
+
+def test_default_reference_camera_is_a_front_view(driving):
+    pipe = create_random_pipeline(seed=0, preset="tiny")
+    torch.nn.init.normal_(pipe.transformer.camera_embedding.weight, std=0.05)  # make the rays matter
+    camera = pipe.default_reference_camera()
+    assert camera.num_frames == 1 and (camera.width, camera.height) == (32, 32)
+    eye = camera.camera_to_world[0, :3, 3]
+    assert eye[1] < -abs(eye[0])  # in front of a character facing -Y
+    motion = pipe.encode_motion(*driving)
+    n = pipe.config.num_frames
+    reference = np.zeros((32, 32, 3), np.uint8)
+
+    def frames(reference_camera):
+        return pipe(reference, motion=motion, target_cameras=orbit(n, 32), reference_camera=reference_camera,
+                    num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
+
+    implicit = frames(None)
+    np.testing.assert_allclose(implicit, frames(camera), atol=1e-6)
+    assert np.abs(implicit - frames(orbit(1, 32, start_deg=90.0))).max() > 1e-4

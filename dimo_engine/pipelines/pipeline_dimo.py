@@ -249,6 +249,13 @@ class DiMoPipeline(DiffusionPipeline):
             rays = rays[frame_indices]
         return rays.permute(1, 0, 2, 3).unsqueeze(0).to(self._execution_device)
 
+    def default_reference_camera(self):
+        """The reference image's camera when none is given: a still front view at eye level (azimuth 0,
+        elevation 0, the character framed), as the training renders' still views."""
+        from blender_addon.camera_rigs import static_view
+
+        return static_view(0.0, 0.0, 1, float(self.config.fps), int(self.config.width), int(self.config.height), seed=0)
+
     def predict_velocity(self, latents, timestep, motion_tokens=None, camera_rays=None, reference_latents=None,
                          reference_rays=None) -> torch.Tensor:
         """One transformer forward (flow-matching velocity, target = noise - x0) with gradients, for training."""
@@ -290,7 +297,8 @@ class DiMoPipeline(DiffusionPipeline):
             reference_image: the character (PIL image, uint8 array or tensor in [0, 1]).
             motion / driving_frames (+ hand_boxes): reusable `MotionTokens`, or frames to encode now.
             target_cameras: `CameraPath` with one camera per generated frame (character frame).
-            reference_camera: `CameraPath` whose first frame is the reference image's camera (None: no ray map).
+            reference_camera: `CameraPath` whose first frame is the reference image's camera (None: the default
+                front, eye-level view, `default_reference_camera`).
             motion_guidance_scale: classifier-free guidance on motion; 1 or less runs the conditional branch only.
             callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
                 to stop after the current step.
@@ -316,12 +324,11 @@ class DiMoPipeline(DiffusionPipeline):
         reference_latents = self.encode_reference(reference_image).to(device, dtype)  # (B?, C, 1, h, w)
         reference_latents = reference_latents.expand(batch_size, -1, -1, -1, -1)
         camera_rays = self.camera_rays(target_cameras).to(dtype).expand(batch_size, -1, -1, -1, -1)
-        reference_rays = None
-        if reference_camera is not None:
-            reference_rays = self.camera_rays(reference_camera, [0]).to(dtype).expand(batch_size, -1, -1, -1, -1)
+        reference_camera = reference_camera if reference_camera is not None else self.default_reference_camera()
+        reference_rays = self.camera_rays(reference_camera, [0]).to(dtype).expand(batch_size, -1, -1, -1, -1)
         if do_guidance:
             reference_latents, camera_rays = torch.cat([reference_latents] * 2), torch.cat([camera_rays] * 2)
-            reference_rays = None if reference_rays is None else torch.cat([reference_rays] * 2)
+            reference_rays = torch.cat([reference_rays] * 2)
 
         # 3. Noise.
         latents = self.prepare_latents(batch_size, num_frames, torch.float32, device, generator, latents)
