@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
+import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from PIL import Image
@@ -153,7 +154,9 @@ def test_cancel_stops_within_one_denoising_step(service, inputs):
     try:
         answer = client.post("/v1/jobs", headers=AUTH, **job_files(inputs, settings={"num_inference_steps": 40}))
         job_id = answer.json()["job_id"]
-        wait_for(client, job_id, condition=lambda s: s["progress"]["step"] >= 2)
+        running = wait_for(client, job_id, condition=lambda s: s["progress"]["step"] >= 2)[-1]
+        assert running["status"] == "running" and running["progress"]["stage"] == "generating"
+        assert running["progress"]["eta_s"] > 0 and running["progress"]["total_steps"] == 80  # 40 steps x 2 windows
         cancelled_at = client.post(f"/v1/jobs/{job_id}/cancel", headers=AUTH).json()["progress"]["step"]
         started = time.monotonic()
         final = wait_for(client, job_id, timeout=10)[-1]
@@ -167,7 +170,6 @@ def test_cancel_stops_within_one_denoising_step(service, inputs):
 
 def test_a_failing_job_is_reported_and_the_service_goes_on(service, inputs):
     from safetensors.torch import save as save_tensors
-    import torch
 
     client, _, _ = service
     # A motion file of the right format but from another model (token width 7): fails inside the pipeline.
@@ -242,6 +244,18 @@ def test_bad_input_is_a_4xx_with_one_sentence(service, inputs, case, status, wor
     assert isinstance(detail, str) and words in detail and "\n" not in detail
     assert set(os.listdir(runner.jobs_dir)) == jobs_before  # nothing left behind
     assert not (runner.work_dir.parent / "evil.txt").exists()
+
+
+def test_motion_cache_is_keyed_by_driving_bytes_and_model(tmp_path):
+    from dimo_engine.motion_cache import MotionCache, model_id
+
+    first, second = create_random_pipeline(seed=0, preset="tiny"), create_random_pipeline(seed=1, preset="tiny")
+    assert model_id(first) == model_id(create_random_pipeline(seed=0, preset="tiny")) != model_id(second)
+    cache = MotionCache(tmp_path)
+    motion = first.encode_motion(torch.rand(9, 3, 32, 32), hand_boxes=torch.tensor([0.0, 0, 32, 32]).expand(9, 2, 4))
+    cache.put("abc", model_id(first), motion)
+    assert torch.equal(cache.get("abc", model_id(first)).body, motion.body)
+    assert cache.get("abc", model_id(second)) is None and cache.get("abd", model_id(first)) is None
 
 
 def test_unknown_job_is_404(service):
