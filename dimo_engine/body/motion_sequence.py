@@ -92,13 +92,13 @@ class MotionSequence:
             if "fps" not in data:
                 raise InputError(f"{path}: the motion file records no fps; pass fps explicitly")
             fps = float(data["fps"])
-        frames = data["global_orient"].shape[0]
-        motion = cls(
-            family=str(data.get("family", "file")), seed=int(data.get("seed", 0)), fps=float(fps),
-            global_orient=data["global_orient"].reshape(frames, 3),
-            body_pose=data["body_pose"].reshape(frames, 21, 3),
-            left_hand_pose=data["left_hand_pose"].reshape(frames, 15, 3),
-            right_hand_pose=data["right_hand_pose"].reshape(frames, 15, 3),
-            transl=data["transl"].reshape(frames, 3), betas=data["betas"].reshape(-1),
-        )
+        frames = int(data["global_orient"].shape[0])
+        fields = {}
+        for name, shape in _SHAPES.items():
+            value = data[name]
+            if value.size != frames * int(np.prod(shape)):
+                raise InputError(f"{path}: '{name}' has shape {value.shape}, expected {(frames, *shape)}; write all fields with the same frame count")
+            fields[name] = value.reshape(frames, *shape)
+        motion = cls(family=str(data.get("family", "file")), seed=int(data.get("seed", 0)), fps=float(fps),
+                     betas=data["betas"].reshape(-1), **fields)
         return motion.validate(str(path))
