@@ -34,7 +34,7 @@ class GenerationCancelled(Exception):
 
 @dataclasses.dataclass
 class Progress:
-    stage: str = "queued"  # queued | encoding | generating | writing | done
+    stage: str = "queued"  # queued | encoding | generating | done
     step: int = 0
     total_steps: int = 0
     frames_done: int = 0

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     sock = bind_socket(args.host, args.port)  # before the slow model load, so a busy port fails fast
     pipe, model_path = load_model_from_args(args)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="dimo-serve-"))
-    runner = JobRunner(pipe, work_dir, limits=limits, model_name=model_path.name if model_path.name != "default" else "default")
+    runner = JobRunner(pipe, work_dir, limits=limits, model_name=model_path.name)
     token = secrets.token_urlsafe(32)
     app = create_app(runner, token)
     host, port = sock.getsockname()[:2]
