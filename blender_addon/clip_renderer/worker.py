@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import bpy
 import numpy as np
@@ -24,8 +25,9 @@ from .render import ViewRenderer, configure_render, render_view
 from .scene import build_background, build_lights, set_vertex_colours
 from .writer import CLIP_FORMAT, FORMAT_VERSION, ClipWriter, is_clip_complete
 
-def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
-    """Build the scene of one planned clip, render all its views and commit the clip folder."""
+def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> float:
+    """Build the scene of one planned clip, render all its views and commit the clip folder;
+    returns the seconds spent rendering and writing (scene building excluded)."""
     settings = plan["settings"]
     arrays = dict(np.load(os.path.join(plan_dir, clip["arrays"])))
     width, height, num_frames = settings["width"], settings["height"], settings["num_frames"]
@@ -61,6 +63,7 @@ def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
     configure_render(scene, settings["engine"], settings["samples"], width, height, settings.get("denoise", False), settings.get("threads", 0))
     writer = ClipWriter(plan["root"], clip["split"], clip["index"])
     renderer = ViewRenderer(scene, [body_obj], set_objects)
+    render_start = time.perf_counter()
     try:
         for view, camera_path in zip(clip["views"], cameras):
             camera_obj = import_camera_path(camera_path, scene, name=f"DiMo {view['name']}", apply_render_settings=False)
@@ -91,7 +94,8 @@ def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> str:
             "appearance": {"hair": appearance.hair_style, "background": appearance.background,
                            "shirt_pattern": appearance.shirt[0], "trousers_pattern": appearance.trousers[0]},
         }
-        return writer.commit(manifest)
+        writer.commit(manifest)
+        return time.perf_counter() - render_start
     except BaseException:
         writer.abandon()
         raise
@@ -110,8 +114,9 @@ def main(argv=None) -> int:
         if is_clip_complete(plan["root"], clip["split"], clip["index"]):
             print(f"clip-skipped {clip['index']}", flush=True)
             continue
-        render_clip(args.plan_dir, plan, clip, body)
-        print(f"clip-done {clip['index']}", flush=True)
+        seconds = render_clip(args.plan_dir, plan, clip, body)
+        frames = len(clip["views"]) * plan["settings"]["num_frames"]
+        print(f"clip-done {clip['index']} frames={frames} render_seconds={seconds:.3f}", flush=True)
     return 0
 
 
