@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         server.run(sockets=[sock])
     finally:
         runner.shutdown(timeout=5)
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)  # our own temporary folder: jobs are not kept across runs
         try:
             if json.loads(token_file.read_text()).get("pid") == os.getpid():
                 token_file.unlink()
