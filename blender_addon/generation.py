@@ -221,24 +221,28 @@ def _download_takes(job: jobs.BackgroundJob, client: EngineClient, job_id: str, 
     if total == 0:
         raise EngineError("The engine finished the job without any frames; see the engine's log.")
     partials: list[Path] = []
+    results: list[GeneratedTake] = []
     done = 0
     try:
-        for target, names in zip(request.targets, frame_names):
+        for camera_index, (target, names) in enumerate(zip(request.targets, frame_names)):
             partial = takes.new_partial_dir(target.shot_dir)
             partials.append(partial)
-            for index, name in enumerate(sorted(names)):
+            generated = []
+            # Frame names are zero-padded numbers; order by length first so 10000.png follows 9999.png.
+            for name in sorted(names, key=lambda n: (len(n), n)):
                 job.raise_if_cancelled()
-                client.download_frame(job_id, len(partials) - 1, name, partial / takes.frame_file_name(index))
+                generated.append(client.download_frame(job_id, camera_index, name, partial / f"generated_{name}"))
                 done += 1
                 job.post({"stage": "downloading", "fraction": done / total})
+            takes.spread_over_scene_frames(generated, request.num_frames, partial)
         # Commit only when every camera is complete, so a failure leaves no partial take behind.
-        results = [
-            GeneratedTake(target.camera_name, takes.commit_take(partial, target.shot_dir), len(names))
-            for target, partial, names in zip(request.targets, partials, frame_names)
-        ]
+        for target, partial in zip(request.targets, partials):
+            take_dir = takes.commit_take(partial, target.shot_dir)
+            results.append(GeneratedTake(target.camera_name, take_dir, len(list(take_dir.glob("*.png")))))
     except BaseException:
         for partial in partials:
-            takes.discard_partial(partial)
+            if partial.exists():
+                takes.discard_partial(partial)
         raise
     try:
         client.delete_job(job_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -69,6 +70,27 @@ def commit_take(partial_dir: Path, shot_dir: Path) -> Path:
             continue
         os.replace(partial_dir, final)
         return final
+
+
+def spread_over_scene_frames(generated: list[Path], num_scene_frames: int, folder: Path) -> int:
+    """Name the engine's frames after the scene frames they cover, `0001.png` ... one per scene frame.
+
+    The engine works at its model's fps (12 by default), the scene at its own: each scene frame shows
+    the generated frame nearest in time, so the take spans exactly the scene range. A one-frame range
+    keeps every generated frame. Returns the number of frames in the take.
+    """
+    if not generated:
+        raise ValueError(f"No frames were generated for {folder}; generate again.")
+    if num_scene_frames <= 1:
+        sources = list(range(len(generated)))
+    else:
+        stretch = (len(generated) - 1) / (num_scene_frames - 1)
+        sources = [int(index * stretch + 0.5) for index in range(num_scene_frames)]  # nearest, ties forward
+    for index, source in enumerate(sources):
+        shutil.copyfile(generated[source], folder / frame_file_name(index))
+    for path in generated:
+        path.unlink()
+    return len(sources)
 
 
 def discard_partial(partial_dir: Path) -> None:

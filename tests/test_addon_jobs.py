@@ -48,11 +48,11 @@ def take_images() -> set[str]:
     return {image.name for image in bpy.data.images if image.name.startswith("DiMo ")}
 
 
-def assert_nothing_loaded(scene, shot_dir: Path, images_before: set[str]):
+def assert_nothing_loaded(scene, blend_dir: Path, images_before: set[str]):
     assert len(scene.dimo.takes) == 0
     assert take_images() == images_before
     assert len(scene.camera.data.background_images) == 0
-    leftovers = list(shot_dir.iterdir()) if shot_dir.exists() else []
+    leftovers = [p for p in (blend_dir / "dimo").rglob("*") if p.is_file() or p.name.startswith(("take_", ".take"))]
     assert leftovers == [], f"left behind: {leftovers}"
 
 
@@ -92,10 +92,10 @@ def test_generate_with_slow_engine_keeps_main_thread_free_and_loads_a_take(tmp_p
     upload = engine.uploads[0]
     assert {"reference", "driving", "cameras", "settings"} <= set(upload)
     assert len(upload["cameras"]) == 1
-    take_dir = tmp_path / "dimo" / "Cam" / "take_001"
+    take_dir = tmp_path / "dimo" / scene.camera.name / "take_001"
     assert sorted(p.name for p in take_dir.iterdir()) == [f"{i:04d}.png" for i in range(1, 6)]
     item = scene.dimo.takes[0]
-    assert (item.take, item.camera, item.num_frames, item.frame_start) == ("take_001", "Cam", 5, 1)
+    assert (item.take, item.camera, item.num_frames, item.frame_start) == ("take_001", scene.camera.name, 5, 1)
     background = scene.camera.data.background_images[0]
     assert scene.camera.data.show_background_images
     assert background.image.source == "SEQUENCE"
@@ -117,7 +117,7 @@ def test_engine_down_gives_one_sentence_and_loads_nothing(tmp_path):
     error = bpy.context.window_manager.dimo_job.error
     assert job.state == "failed"
     assert error.startswith("Cannot reach the engine") and one_sentence(error), error
-    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+    assert_nothing_loaded(scene, tmp_path, images_before)
 
 
 def test_slow_engine_times_out_with_one_sentence(tmp_path):
@@ -135,7 +135,7 @@ def test_slow_engine_times_out_with_one_sentence(tmp_path):
     error = bpy.context.window_manager.dimo_job.error
     assert job.state == "failed" and "did not answer" in error and one_sentence(error), error
     assert longest < MAIN_THREAD_BUDGET_S
-    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+    assert_nothing_loaded(scene, tmp_path, images_before)
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_engine_errors_reach_the_panel_and_nothing_is_half_loaded(tmp_path, engi
         run_until_finished(job)
     assert job.state == "failed"
     assert bpy.context.window_manager.dimo_job.error == expected
-    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+    assert_nothing_loaded(scene, tmp_path, images_before)
 
 
 def test_cancel_reaches_the_engine_and_writes_no_take(tmp_path):
@@ -177,7 +177,7 @@ def test_cancel_reaches_the_engine_and_writes_no_take(tmp_path):
         assert engine.cancelled == ["job1"]
     assert job.state == "cancelled" and generation.current_job() is job
     assert bpy.context.window_manager.dimo_job.stage == "cancelled"
-    assert_nothing_loaded(scene, tmp_path / "dimo" / "Cam", images_before)
+    assert_nothing_loaded(scene, tmp_path, images_before)
 
 
 def test_bad_shot_settings_are_refused_before_anything_is_sent(tmp_path):

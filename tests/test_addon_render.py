@@ -48,10 +48,11 @@ def test_render_driving_clip_is_a_zip_the_engine_reads_at_the_scene_timing(tmp_p
 
     scene = make_shot(tmp_path, frame_end=9)
     add_animated_character(scene)
+    camera_before = scene.camera
     assert bpy.ops.dimo.render_driving() == {"FINISHED"}
     clip = tmp_path / "dimo" / "driving" / "driving_001.zip"
     assert bpy.path.abspath(scene.dimo.driving_video) == str(clip)
-    assert scene.camera.name == "Cam" and scene.render.engine != "BLENDER_WORKBENCH"  # settings restored
+    assert scene.camera == camera_before and scene.render.engine != "BLENDER_WORKBENCH"  # settings restored
     assert "DiMo Driving Camera" not in bpy.data.objects
     with zipfile.ZipFile(clip) as archive:
         archive.extractall(tmp_path / "frames")

@@ -65,13 +65,13 @@ def test_generate_round_trip_through_a_real_engine(tmp_path, tiny_model):
         longest = run_until_finished(job, timeout_s=300)
         assert job.state == "done", state.error
         assert longest < 0.05
-        take_dir = tmp_path / "dimo" / "Cam" / "take_001"
+        take_dir = tmp_path / "dimo" / scene.camera.name / "take_001"
         frames = sorted(p.name for p in take_dir.iterdir())
-        assert frames == [f"{i:04d}.png" for i in range(1, 6)]
+        assert frames == [f"{i:04d}.png" for i in range(1, 10)]  # the 5 generated frames spread over 9 scene frames
         background = scene.camera.data.background_images[0]
         assert background.image.source == "SEQUENCE"
-        assert (background.image_user.frame_start, background.image_user.frame_duration) == (1, 5)
-        assert scene.dimo.takes[-1].num_frames == 5
+        assert (background.image_user.frame_start, background.image_user.frame_duration) == (1, 9)
+        assert scene.dimo.takes[-1].num_frames == 9
 
         # A long second job is cancelled on the engine and leaves no take behind.
         scene.dimo.num_inference_steps = 200
@@ -79,7 +79,7 @@ def test_generate_round_trip_through_a_real_engine(tmp_path, tiny_model):
         assert bpy.ops.dimo.cancel() == {"FINISHED"}
         run_until_finished(job, timeout_s=120)
         assert job.state == "cancelled", (job.state, state.error)
-        assert sorted(p.name for p in (tmp_path / "dimo" / "Cam").iterdir()) == ["take_001"]
+        assert sorted(p.name for p in (tmp_path / "dimo" / scene.camera.name).iterdir()) == ["take_001"]
     finally:
         process = engine_process.local_engine()
         if process is not None:

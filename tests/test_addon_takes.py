@@ -79,7 +79,7 @@ def test_take_loads_as_sequence_on_background_plane_and_material_and_switches(tm
     assert image.source == "SEQUENCE" and image.filepath.startswith("//dimo/Cam/take_001/")
     assert (background.image_user.frame_start, background.image_user.frame_duration) == (5, 8)
     assert Path(bpy.path.abspath(image.filepath)) == first / "0001.png"
-    plane = bpy.data.objects[takes.PLANE_PREFIX + "Cam"]
+    plane = bpy.data.objects[takes.PLANE_PREFIX + scene.camera.name]
     assert plane.parent == scene.camera
     plane_node = plane.data.materials[0].node_tree.nodes["DiMo Take"]
     assert plane_node.image == image and plane_node.image_user.frame_duration == 8
@@ -103,3 +103,17 @@ def test_take_loads_as_sequence_on_background_plane_and_material_and_switches(tm
         takes.switch_take(scene, 4)
 
 
+
+
+def test_generated_frames_spread_over_the_scene_range(tmp_path):
+    from blender_addon import takes
+
+    generated = []
+    for index in range(5):  # 5 frames at the model's 12 fps ...
+        path = tmp_path / f"generated_{index:04d}.png"
+        iio.imwrite(path, np.full((4, 4, 3), 10 * index, dtype=np.uint8))
+        generated.append(path)
+    assert takes.spread_over_scene_frames(generated, 9, tmp_path) == 9  # ... cover 9 scene frames at 24 fps
+    shown = [int(iio.imread(tmp_path / takes.frame_file_name(k))[0, 0, 0]) // 10 for k in range(9)]
+    assert shown == [0, 1, 1, 2, 2, 3, 3, 4, 4]  # each scene frame shows the nearest generated one
+    assert sorted(p.name for p in tmp_path.iterdir()) == [takes.frame_file_name(k) for k in range(9)]
