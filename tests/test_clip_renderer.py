@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import roma
+import torch
 
 from dimo_engine.cli.main import main
 from dimo_engine.clip_plan import RenderSettings, parse_shard, shard_indices
@@ -18,21 +20,12 @@ RENDER_ARGS = ["--views", "2", "--frames", "4", "--fps", "12", "--resolution", "
                "--samples", "8", "--seed", "3"]
 
 
-def _rotation(axis_angle):
-    angle = np.linalg.norm(axis_angle)
-    if angle < 1e-12:
-        return np.eye(3)
-    k = axis_angle / angle
-    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
-
-
 def _forward_kinematics(pose, rest_joints, parents, transl):
     """Reference SMPL chain: global joint positions (J,3) and skinning transforms (J,4,4)."""
     transforms = []
     for joint, parent in enumerate(parents):
         local = np.eye(4)
-        local[:3, :3] = _rotation(pose[joint])
+        local[:3, :3] = roma.rotvec_to_rotmat(torch.as_tensor(pose[joint], dtype=torch.float64)).numpy()
         local[:3, 3] = rest_joints[joint] - (rest_joints[parent] if parent >= 0 else 0.0)
         transforms.append(local if parent < 0 else transforms[parent] @ local)
     transforms = np.stack(transforms)

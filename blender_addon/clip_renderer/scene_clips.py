@@ -14,6 +14,7 @@ import re
 
 import bpy
 import numpy as np
+from mathutils import Matrix, Quaternion
 
 from .. import camera_rigs
 from ..camera_export import character_frame_to_world, import_camera_path
@@ -77,10 +78,10 @@ def sample_rig_motion(scene, armature_obj, frames, character_to_world: np.ndarra
         pose = _quaternion_to_axis_angle(np.asarray(quaternions))  # (F,52,3) in armature axes
         rest_root = np.array(armature_obj.data.bones[names[0]].head_local)
         global_orient, transl = [], []
-        for (to_character, location), root_pose in zip(root_location, pose[:, 0]):
+        for (to_character, location), root_quaternion in zip(root_location, np.asarray(quaternions)[:, 0]):
             rotation = to_character[:3, :3] / np.cbrt(np.linalg.det(to_character[:3, :3]))
-            root_rotation = _axis_angle_matrix(root_pose)
-            global_orient.append(_matrix_axis_angle(rotation @ root_rotation))
+            orient = (Matrix(rotation.tolist()) @ Quaternion(root_quaternion.tolist()).to_matrix()).to_quaternion()
+            global_orient.append(_quaternion_to_axis_angle(np.array(orient)))
             # smplx rotates about the rest root joint J0 then adds transl: J0 + transl = world root.
             transl.append(rotation @ (rest_root + location) + to_character[:3, 3] - rest_root)
         motion = {
@@ -90,22 +91,6 @@ def sample_rig_motion(scene, armature_obj, frames, character_to_world: np.ndarra
             "joints": motion["joints"],
         }
     return motion
-
-
-def _axis_angle_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    angle = np.linalg.norm(axis_angle)
-    if angle < 1e-12:
-        return np.eye(3)
-    k = axis_angle / angle
-    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
-
-
-def _matrix_axis_angle(rotation: np.ndarray) -> np.ndarray:
-    from mathutils import Matrix
-
-    quaternion = Matrix(rotation.tolist()).to_quaternion()
-    return _quaternion_to_axis_angle(np.array([quaternion.w, quaternion.x, quaternion.y, quaternion.z]))
 
 
 def person_bounds(scene, people, frames, world_to_character: np.ndarray) -> np.ndarray:
