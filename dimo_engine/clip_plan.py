@@ -11,13 +11,14 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from blender_addon.camera_path import CameraPath, camera_path_to_dict
+from blender_addon.camera_path import camera_path_to_dict
 from blender_addon.clip_renderer.appearance import random_betas
+from blender_addon.clip_renderer.clip_views import clip_views, subject_box
 from dimo_engine.errors import InputError
 
 SPLITS = ("train", "test")
@@ -65,21 +66,13 @@ class RenderSettings:
 
 
 @dataclass
-class PlannedView:
-    name: str
-    kind: str  # driving | static | moving
-    camera: CameraPath
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
 class PlannedClip:
     index: int
     split: str
     motion_family: str
     motion_seed: int
     appearance_seed: int
-    views: list
+    views: list  # camera_rigs.RigView
     arrays: dict  # motion parameters, joints (F,52,3), armature_pose (F,52,3), rest_vertices, rest_joints
 
 
@@ -137,36 +130,6 @@ def armature_pose(body_model, motion) -> np.ndarray:
     return output.full_pose.reshape(F, -1, 3).double().numpy()
 
 
-# Moving cameras: single moves and combinations, drawn uniformly.
-CAMERA_MOVES = ("orbit", "dolly_in", "dolly_out", "crane_up", "crane_down", "handheld",
-                "orbit+dolly_in", "orbit+crane_up", "dolly_out+handheld", "crane_down+orbit", "orbit+handheld")
-
-
-def subject_box(joints: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
-    """Box around all joints of the clip (F,J,3), padded for the body's flesh and hair, floor at 0."""
-    low = joints.reshape(-1, 3).min(axis=0) - margin
-    high = joints.reshape(-1, 3).max(axis=0) + margin
-    low[2] = min(low[2], 0.0)
-    return low, high
-
-
-def plan_views(settings: RenderSettings, joints: np.ndarray, rng: np.random.Generator) -> list[PlannedView]:
-    """The driving view, then a static ring and moving cameras (half each), framed on the whole motion."""
-    from blender_addon import camera_rigs
-
-    common = dict(num_frames=settings.frames, fps=settings.fps, width=settings.resolution, height=settings.resolution,
-                  seed=rng, subject_box=subject_box(joints))
-    views = [PlannedView("driving", "driving", camera_rigs.driving_view(**common))]
-    num_static = settings.views // 2
-    if num_static:
-        ring = camera_rigs.static_ring(num_static, (float(rng.uniform(0.0, 25.0)),), azimuth_jitter_deg=360.0 / num_static / 4, **common)
-        views += [PlannedView(view.name, "static", view.camera_path, dict(view.details)) for view in ring]
-    for k in range(settings.views - 1 - num_static):
-        move = CAMERA_MOVES[int(rng.integers(len(CAMERA_MOVES)))]
-        views.append(PlannedView(f"moving_{k:02d}_{move.replace('+', '_')}", "moving", camera_rigs.moving_camera(move, **common), {"move": move}))
-    return views
-
-
 def plan_clip(settings: RenderSettings, index: int, body_model, family: str, motion_seed: int) -> PlannedClip:
     from dimo_engine.body.motions import generate_motion
 
@@ -183,7 +146,10 @@ def plan_clip(settings: RenderSettings, index: int, body_model, family: str, mot
         "betas": betas, "transl": motion.transl, "joints": np.asarray(joints, dtype=np.float32),
         "armature_pose": armature_pose(body_model, motion), "rest_vertices": rest_vertices, "rest_joints": rest_joints,
     }
-    return PlannedClip(index, settings.split, family, int(motion_seed), seed, plan_views(settings, joints, rng), arrays)
+    # Joints plus a margin for flesh and hair: the box the cameras keep in frame.
+    box = subject_box(joints, margin=0.15)
+    views = clip_views(settings.views, box, settings.frames, settings.fps, settings.resolution, rng)
+    return PlannedClip(index, settings.split, family, int(motion_seed), seed, views, arrays)
 
 
 def plan_clips(settings: RenderSettings, indices: list[int], body_model=None) -> list[PlannedClip]:
@@ -218,7 +184,7 @@ def write_plan(plan_dir: str, root: str, settings: RenderSettings, clips: list[P
             "index": clip.index, "split": clip.split, "arrays": name,
             "motion": {"family": clip.motion_family, "seed": clip.motion_seed, "source": "procedural"},
             "appearance_seed": clip.appearance_seed,
-            "views": [{"name": v.name, "kind": v.kind, **v.extra, "camera": camera_path_to_dict(v.camera)} for v in clip.views],
+            "views": [{**v.manifest_entry(), "camera": camera_path_to_dict(v.camera_path)} for v in clip.views],
         })
     plan = {
         "root": os.path.abspath(root),

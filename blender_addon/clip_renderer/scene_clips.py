@@ -16,10 +16,10 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Quaternion
 
-from .. import camera_rigs
 from ..camera_export import character_frame_to_world, import_camera_path
 from ..camera_path import camera_path_to_dict
 from .character import SMPLH_RIG_PROPERTY
+from .clip_views import clip_views, subject_box
 from .annotations import person_box, view_annotations
 from .render import ViewRenderer, configure_render, render_view
 from .writer import CLIP_FORMAT, DATASET_FORMAT, FORMAT_VERSION, ClipWriter, clip_name, write_json_atomic
@@ -106,23 +106,6 @@ def person_bounds(scene, people, frames, world_to_character: np.ndarray) -> np.n
     return np.concatenate(corners)
 
 
-def generated_rig(num_views: int, points: np.ndarray, num_frames: int, fps: float, size: int, seed: int) -> list:
-    """Driving view, a static ring and moving cameras (half each) framed on the points (..., 3)
-    the person covers over the clip."""
-    rng = np.random.default_rng(seed)
-    low, high = points.reshape(-1, 3).min(axis=0) - 0.05, points.reshape(-1, 3).max(axis=0) + 0.05
-    low[2] = min(low[2], 0.0)
-    common = dict(num_frames=num_frames, fps=fps, width=size, height=size, seed=rng, subject_box=(low, high))
-    views = [camera_rigs.RigView("driving", "driving", camera_rigs.driving_view(**common))]
-    num_static = num_views // 2
-    if num_static:
-        views += camera_rigs.static_ring(num_static, (float(rng.uniform(0.0, 25.0)),), **common)
-    for k in range(num_views - 1 - num_static):
-        move = camera_rigs.MOVES[int(rng.integers(len(camera_rigs.MOVES)))]
-        views.append(camera_rigs.RigView(f"moving_{k:02d}_{move}", "moving", camera_rigs.moving_camera(move, **common), {"move": move}))
-    return views
-
-
 def _next_free_index(root: str, split: str) -> int:
     folder = os.path.join(root, split)
     taken = [int(name[5:]) for name in os.listdir(folder) if re.fullmatch(r"clip_\d{6}", name)] if os.path.isdir(folder) else []
@@ -171,7 +154,8 @@ def iter_render_scene_clips(scene, armature_obj, out_dir: str, num_clips: int = 
         renderer = ViewRenderer(scene, people, set_objects)
         for clip_number in range(num_clips):
             index = _next_free_index(out_dir, split)
-            views = generated_rig(num_views, subject, len(frames), fps, resolution, seed + clip_number)
+            views = clip_views(num_views, subject_box(subject, margin=0.05), len(frames), fps, resolution,
+                               np.random.default_rng(seed + clip_number))
             writer = ClipWriter(out_dir, split, index)
             for view in views:
                 camera_path = view.camera_path
