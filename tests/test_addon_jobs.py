@@ -197,3 +197,32 @@ def test_bad_shot_settings_are_refused_before_anything_is_sent(tmp_path):
     scene.dimo.driving_video = scene.dimo.reference_image
     with pytest.raises(ValueError, match="No timeline marker"):
         generation.prepare_generate(scene, [])
+
+
+def test_marker_cameras_each_get_their_own_take(tmp_path):
+    import bpy
+
+    from blender_addon import generation
+
+    scene = make_shot(tmp_path)
+    first = scene.camera
+    second = bpy.data.objects.new("Side", bpy.data.cameras.new("Side"))
+    second.location = (8.0, 1.0, 1.5)
+    scene.collection.objects.link(second)
+    scene.timeline_markers.new("A", frame=1).camera = first
+    scene.timeline_markers.new("B", frame=3).camera = second
+    scene.timeline_markers.new("late", frame=50).camera = bpy.data.objects.new("Late", bpy.data.cameras.new("Late"))
+    scene.dimo.target_cameras = "MARKERS"
+    for obj in scene.objects:
+        obj.select_set(obj == second)
+    assert [c.name for c in generation.target_camera_objects(scene, bpy.context.selected_objects, "SELECTED")] == [second.name]
+    with FakeEngine() as engine:
+        point_preferences_at(engine.url, engine.token)
+        job = start_generate(scene)
+        run_until_finished(job)
+        assert job.state == "done", bpy.context.window_manager.dimo_job.error
+    assert len(engine.uploads[0]["cameras"]) == 2  # the marker at frame 50 is outside the range
+    assert [(t.camera, t.take) for t in scene.dimo.takes] == [(first.name, "take_001"), (second.name, "take_001")]
+    for camera in (first, second):
+        assert camera.data.background_images[0].image.source == "SEQUENCE"
+        assert (tmp_path / "dimo" / camera.name / "take_001" / "0005.png").is_file()

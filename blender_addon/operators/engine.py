@@ -15,6 +15,16 @@ def _set_engine_status(text: str) -> None:
             area.tag_redraw()
 
 
+def _in_background(name: str, work, describe_result) -> None:
+    """Run `work()` as a background job; its result (described) or its error becomes the engine status."""
+    jobs.BackgroundJob(
+        name,
+        lambda job: work(),
+        on_done=lambda job, result: _set_engine_status(describe_result(result)),
+        on_error=lambda job, sentence: _set_engine_status(sentence),
+    ).start()
+
+
 class DIMO_OT_check_engine(bpy.types.Operator):
     """Ask the engine for its model, device and version"""
 
@@ -29,12 +39,7 @@ class DIMO_OT_check_engine(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         _set_engine_status(f"Checking {client.url} ...")
-        jobs.BackgroundJob(
-            "check-engine",
-            lambda job: client.info(),
-            on_done=lambda job, info: _set_engine_status(preferences.describe_engine(info)),
-            on_error=lambda job, sentence: _set_engine_status(sentence),
-        ).start()
+        _in_background("check-engine", client.info, preferences.describe_engine)
         return {"FINISHED"}
 
 
@@ -58,12 +63,11 @@ class DIMO_OT_start_engine(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         _set_engine_status("Starting the local engine ...")
-        jobs.BackgroundJob(
+        _in_background(
             "start-engine",
-            lambda job: engine_process.wait_until_ready(engine),
-            on_done=lambda job, connection: _set_engine_status(f"Local engine ready at {connection.url}."),
-            on_error=lambda job, sentence: _set_engine_status(sentence),
-        ).start()
+            lambda: engine_process.wait_until_ready(engine),
+            lambda connection: f"Local engine ready at {connection.url}.",
+        )
         return {"FINISHED"}
 
 
@@ -78,12 +82,7 @@ class DIMO_OT_stop_engine(bpy.types.Operator):
             self.report({"WARNING"}, "No local engine was started from this Blender session.")
             return {"CANCELLED"}
         _set_engine_status("Stopping the local engine ...")
-        jobs.BackgroundJob(
-            "stop-engine",
-            lambda job: engine_process.stop_local_engine(),
-            on_done=lambda job, _stopped: _set_engine_status("Local engine stopped."),
-            on_error=lambda job, sentence: _set_engine_status(sentence),
-        ).start()
+        _in_background("stop-engine", engine_process.stop_local_engine, lambda _stopped: "Local engine stopped.")
         return {"FINISHED"}
 
 
