@@ -196,6 +196,29 @@ def test_resume_after_interruption_gives_the_same_dataset(dataset, tmp_path):
 
 
 @pytest.mark.blender
+@pytest.mark.slow
+def test_resume_after_killing_the_render_mid_clip(dataset, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "dimo_engine.cli.main", "render-clips", "--clips", "2", *RENDER_ARGS, "--out", str(out)]
+    # A session of its own, so the kill reaches the Blender worker too, as a Ctrl-C or a lost machine would.
+    run = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("train/.clip_*.partial/views/*/frames/*.png")):
+        assert run.poll() is None and time.monotonic() < deadline, "the render ended before it could be killed"
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert list(out.glob("train/.clip_*.partial"))  # killed mid-clip
+    assert _render(out) == 0
+    assert _dataset_contents(out) == _dataset_contents(dataset)
+
+
+@pytest.mark.blender
 def test_contact_sheet_shows_views_by_frames(dataset, tmp_path):
     from PIL import Image
 

@@ -90,7 +90,11 @@ def run(args) -> int:
         print(f"all {len(indices)} clips of shard {shard}/{num_shards} are complete in {root}/{settings.split}")
         return 0
 
-    plan_dir = tempfile.mkdtemp(prefix=f".plan_{settings.split}_{shard}of{num_shards}_", dir=root)
+    prefix = f".plan_{settings.split}_{shard}of{num_shards}_"
+    for stale in os.listdir(root):  # left by a killed run of this shard
+        if stale.startswith(prefix):
+            shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
+    plan_dir = tempfile.mkdtemp(prefix=prefix, dir=root)
     log_path = os.path.join(plan_dir, "worker.log")
     try:
         write_plan(plan_dir, root, settings, plan_clips(settings, todo, body_model), body_model, body_model_name)
