@@ -76,12 +76,11 @@ def test_armature_pose_reproduces_the_body_models_joints():
 
 
 @pytest.mark.blender
-def test_blender_armature_deform_equals_linear_blend_skinning():
+def test_blender_armature_deform_equals_linear_blend_skinning(blender_scene):
     import bpy
 
     from blender_addon.clip_renderer.character import build_character, key_pose
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     rng = np.random.default_rng(1)
     parents = np.array([-1, 0, 1, 1, 3])
     rest_joints = rng.normal(size=(5, 3))
@@ -94,13 +93,33 @@ def test_blender_armature_deform_equals_linear_blend_skinning():
     transl = rng.normal(size=(2, 3))
     key_pose(armature_obj, names, pose, transl, [0, 1])
     for frame in (0, 1):
-        bpy.context.scene.frame_set(frame)
+        blender_scene.frame_set(frame)
         evaluated = mesh_obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
         blender = np.array([v.co for v in evaluated.vertices])
         _, skinning = _forward_kinematics(pose[frame], rest_joints, parents, transl[frame])
         homogeneous = np.concatenate([vertices, np.ones((40, 1))], axis=1)
         expected = np.einsum("vj,jab,vb->va", weights, skinning, homogeneous)[:, :3]
         np.testing.assert_allclose(blender, expected, atol=1e-5)
+
+
+@pytest.fixture
+def blender_scene():
+    """A fresh scene made active, removed afterwards with everything the test made, so other tests'
+    Blender state is left alone."""
+    import bpy
+
+    kinds = ("objects", "meshes", "armatures", "actions", "materials", "cameras", "lights", "images")
+    before = {kind: set(getattr(bpy.data, kind)) for kind in kinds}
+    previous = bpy.context.window.scene
+    scene = bpy.data.scenes.new("clip renderer test")
+    bpy.context.window.scene = scene
+    yield scene
+    bpy.context.window.scene = previous
+    bpy.data.scenes.remove(scene)
+    for kind in kinds:
+        collection = getattr(bpy.data, kind)
+        for block in [block for block in collection if block not in before[kind]]:
+            collection.remove(block)
 
 
 def _render(out, *extra):
@@ -244,7 +263,7 @@ def test_contact_sheet_shows_views_by_frames(dataset, tmp_path):
 
 
 @pytest.mark.blender
-def test_scene_rig_clips_recover_smplh_parameters_and_other_rigs_write_bone_joints(tmp_path):
+def test_scene_rig_clips_recover_smplh_parameters_and_other_rigs_write_bone_joints(tmp_path, blender_scene):
     import bpy
 
     from blender_addon.clip_renderer.character import build_character, key_pose
@@ -258,8 +277,7 @@ def test_scene_rig_clips_recover_smplh_parameters_and_other_rigs_write_bone_join
     pose = rng.normal(size=(3, 52, 3)) * 0.2
     pose[:, 0] = [np.pi / 2, 0.0, 0.0]  # SMPL canonical (Y up) -> character frame (Z up)
     transl = np.array([[0.0, 0.0, 1.0], [0.1, 0.0, 1.0], [0.2, 0.0, 1.0]])
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
+    scene = blender_scene
     armature_obj, _ = build_character("Project Rig", body_model.rest_vertices(betas), body_model.faces, body_model.weights,
                                       body_model.rest_joints(betas), SMPLH_PARENTS, list(SMPLH_JOINT_NAMES), betas=betas)
     key_pose(armature_obj, list(SMPLH_JOINT_NAMES), pose, transl, [1, 2, 3])
@@ -277,8 +295,8 @@ def test_scene_rig_clips_recover_smplh_parameters_and_other_rigs_write_bone_join
     np.testing.assert_allclose(body_model.forward(motion)[0], clip.motion["joints"], atol=1e-4)
 
     # Any other rig: bone heads by name; cancelling half-way leaves no partial clip.
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
+    for obj in list(scene.objects):
+        bpy.data.objects.remove(obj)
     bpy.ops.object.armature_add()
     rig = bpy.context.active_object
     bpy.ops.mesh.primitive_cube_add(size=0.6, location=(0.0, 0.0, 1.0))

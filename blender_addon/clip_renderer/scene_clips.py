@@ -200,6 +200,8 @@ _RENDER_FIELDS = ("engine", "resolution_x", "resolution_y", "resolution_percenta
 def _save_scene_state(scene) -> dict:
     return {
         "render": {name: getattr(scene.render, name) for name in _RENDER_FIELDS},
+        "cycles": {name: getattr(scene.cycles, name) for name in ("samples", "use_denoising", "use_adaptive_sampling", "seed")},
+        "shading_colour": scene.display.shading.color_type, "render_aa": scene.display.render_aa,
         "view_transform": scene.view_settings.view_transform, "look": scene.view_settings.look,
         "camera": scene.camera, "frame": scene.frame_current,
         "hide_render": {obj.name: obj.hide_render for obj in scene.objects},
@@ -209,6 +211,9 @@ def _save_scene_state(scene) -> dict:
 def _restore_scene_state(scene, saved: dict) -> None:
     for name, value in saved["render"].items():
         setattr(scene.render, name, value)
+    for name, value in saved["cycles"].items():
+        setattr(scene.cycles, name, value)
+    scene.display.shading.color_type, scene.display.render_aa = saved["shading_colour"], saved["render_aa"]
     scene.view_settings.view_transform, scene.view_settings.look = saved["view_transform"], saved["look"]
     scene.camera = saved["camera"]
     for obj in scene.objects:
