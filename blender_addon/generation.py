@@ -162,6 +162,7 @@ def prepare_generate(scene, selected_objects=()) -> GenerateRequest:
 
 def run_generate(job: jobs.BackgroundJob, client: EngineClient, request: GenerateRequest) -> list[GeneratedTake]:
     """Worker: send the job, follow it, download every camera's frames into a new take folder."""
+    job_id = None
     try:
         job.post({"stage": "uploading", "fraction": 0.0})
         job_id = client.submit_job(
@@ -180,6 +181,11 @@ def run_generate(job: jobs.BackgroundJob, client: EngineClient, request: Generat
         return _download_takes(job, client, job_id, request)
     finally:
         shutil.rmtree(request.work_dir, ignore_errors=True)
+        if job_id is not None:
+            try:
+                client.delete_job(job_id)  # the frames are safe here, or not wanted
+            except EngineError:
+                pass  # the engine cleans old jobs itself
 
 
 def _follow_job(job: jobs.BackgroundJob, client: EngineClient, job_id: str) -> JobStatus:
@@ -244,10 +250,6 @@ def _download_takes(job: jobs.BackgroundJob, client: EngineClient, job_id: str, 
             if partial.exists():
                 takes.discard_partial(partial)
         raise
-    try:
-        client.delete_job(job_id)
-    except EngineError:
-        pass  # the frames are safe here; the engine cleans old jobs itself
     return results
 
 
