@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,19 +18,46 @@ pytestmark = pytest.mark.blender
 MAIN_THREAD_BUDGET_S = 0.05
 
 
-def run_until_finished(job, timeout_s: float = 30.0) -> float:
-    """Drive the shared timer callback as Blender's event loop would; returns the longest callback."""
+def run_until_finished(job, timeout_s: float = 30.0, modal_operator=None) -> float:
+    """Drive the shared timer callback (and the modal operator's timer step, if given) as Blender's
+    event loop would; returns the longest single call."""
     from blender_addon import jobs
 
     longest = 0.0
     deadline = time.monotonic() + timeout_s
+    timer_event = SimpleNamespace(type="TIMER", value="NOTHING")
     while not job.finished:
         assert time.monotonic() < deadline, f"job {job.name} did not finish within {timeout_s} s"
         started = time.perf_counter()
         jobs.tick()
         longest = max(longest, time.perf_counter() - started)
+        if modal_operator is not None:
+            started = time.perf_counter()
+            modal_operator.result = modal_operator.step(timer_event)
+            longest = max(longest, time.perf_counter() - started)
         time.sleep(0.01)
     return longest
+
+
+class ModalStandIn:
+    """The Generate operator's modal step run outside Blender's event loop (which the bpy module lacks)."""
+
+    def __init__(self, job):
+        from blender_addon.operators.generate import DIMO_OT_generate
+
+        self._job, self._timer, self.reports, self.result = job, None, [], None
+        self._modal = DIMO_OT_generate.modal
+
+    def step(self, event):
+        import bpy
+
+        return self._modal(self, bpy.context, event)
+
+    def _finish(self, context):
+        pass  # the real one removes the window timer and status text, which this stand-in never added
+
+    def report(self, kind, text):
+        self.reports.append((set(kind), text))
 
 
 def start_generate(scene):
@@ -86,8 +114,10 @@ def test_generate_with_slow_engine_keeps_main_thread_free_and_loads_a_take(tmp_p
         from blender_addon import generation
 
         job = generation.current_job()
-        longest = run_until_finished(job)
+        modal = ModalStandIn(job)
+        longest = run_until_finished(job, modal_operator=modal)
         assert job.state == "done", bpy.context.window_manager.dimo_job.error
+    assert modal.result == {"FINISHED"} and modal.reports[-1][0] == {"INFO"}
     assert longest < MAIN_THREAD_BUDGET_S, f"a timer callback held the main thread {longest * 1000:.1f} ms"
     upload = engine.uploads[0]
     assert {"reference", "driving", "cameras", "settings"} <= set(upload)
@@ -160,7 +190,7 @@ def test_engine_errors_reach_the_panel_and_nothing_is_half_loaded(tmp_path, engi
     assert_nothing_loaded(scene, tmp_path, images_before)
 
 
-def test_cancel_reaches_the_engine_and_writes_no_take(tmp_path):
+def test_esc_cancels_on_the_engine_and_writes_no_take(tmp_path):
     import bpy
 
     from blender_addon import generation
@@ -172,9 +202,11 @@ def test_cancel_reaches_the_engine_and_writes_no_take(tmp_path):
         job = start_generate(scene)
         while not engine.jobs or engine.jobs["job1"]["step"] < 2:
             time.sleep(0.05)
-        assert bpy.ops.dimo.cancel() == {"FINISHED"}
-        run_until_finished(job)
+        modal = ModalStandIn(job)
+        assert modal.step(SimpleNamespace(type="ESC", value="PRESS")) == {"RUNNING_MODAL"}
+        run_until_finished(job, modal_operator=modal)
         assert engine.cancelled == ["job1"]
+        assert modal.result == {"CANCELLED"} and modal.reports[-1][0] == {"WARNING"}
     assert job.state == "cancelled" and generation.current_job() is job
     assert bpy.context.window_manager.dimo_job.stage == "cancelled"
     assert_nothing_loaded(scene, tmp_path, images_before)
