@@ -154,3 +154,15 @@ def test_bad_files_are_reported(tmp_path):
         load_bvh(tmp_path / "renamed.bvh")
     with pytest.raises(InputError, match="cannot read"):
         load_bvh(tmp_path / "missing.bvh")
+
+
+def test_motions_cli_converts_a_bvh(tmp_path, monkeypatch):
+    from dimo_engine.body.motion_sequence import MotionSequence
+    from dimo_engine.cli.main import main
+
+    monkeypatch.setenv("DIMO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "mocap.npz"
+    assert main(["motions", "--bvh", str(FIXTURE), "--fps", "15", "--out", str(out)]) == 0
+    motion = MotionSequence.load_npz(out)
+    assert motion.num_frames == 4 and motion.fps == 15.0
+    np.testing.assert_allclose(np.load(out)["joints"], posed_joints(motion), atol=1e-4)  # smplx agrees with plain FK

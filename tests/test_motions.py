@@ -185,3 +185,18 @@ def test_split_is_fixed_and_disjoint():
     assert len({s for _, s in train}) == 500
     with pytest.raises(InputError):
         motion_split("validation", 3)
+
+
+def test_motions_cli_lists_and_writes(tmp_path, monkeypatch, capsys):
+    from dimo_engine.cli.main import main
+
+    monkeypatch.setenv("DIMO_CACHE", str(tmp_path / "cache"))
+    assert main(["motions"]) == 0
+    listing = capsys.readouterr().out
+    assert all(family in listing for family in MOTION_FAMILIES) and "held out" in listing
+    out = tmp_path / "clap.npz"
+    assert main(["motions", "--family", "clap", "--seed", "4", "--frames", "12", "--fps", "12", "--out", str(out)]) == 0
+    written = np.load(out)
+    assert written["joints"].shape == (12, 52, 3)
+    np.testing.assert_allclose(written["body_pose"], generate_motion("clap", 4, 12, 12.0).body_pose)
+    assert main(["motions", "--family", "clap", "--out", str(tmp_path / "clap.txt")]) == 2

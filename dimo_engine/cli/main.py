@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render-clips": ("render_clips", "render synthetic multi-view training clips with Blender (sharded, resumable)"),
     "contact-sheet": ("contact_sheet", "write a PNG of a rendered clip: views x frames with 2D joints"),
     "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
+    "motions": ("motions", "list the procedural motion families and split, or write a motion (procedural or BVH) as .npz"),
     "train": ("train", "train DiMo on rendered clips (accelerate; configs in training/configs)"),
     "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
     "camera": ("camera", "write a camera path file from a text phrase such as 'orbit left 90 degrees'"),
