@@ -316,3 +316,13 @@ def test_scene_rig_clips_recover_smplh_parameters_and_other_rigs_write_bone_join
     assert clip.views["driving"].frames()[..., 3].max() == 255
     with pytest.raises(ValueError, match="armature"):
         next(iter_render_scene_clips(scene, cube, str(out)))
+
+    # The add-on operator renders the same way from its settings (scripts run it without a window).
+    from addon_scene import enable_addon
+
+    enable_addon()
+    settings = scene.dimo.render_clips
+    settings.output_dir, settings.views, settings.resolution, settings.seed = str(out), 2, 32, 1
+    bpy.context.view_layer.objects.active = rig
+    assert bpy.ops.dimo.render_training_clips("EXEC_DEFAULT") == {"FINISHED"}
+    load_clip(out / "train" / "clip_000001")
