@@ -4,7 +4,6 @@ contact sheet."""
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -8,7 +8,6 @@ timer without freezing Blender; SMPL-H parameters are written only for the proje
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
