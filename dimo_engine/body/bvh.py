@@ -35,7 +35,7 @@ import roma
 import torch
 
 from dimo_engine.body.motion_sequence import MotionSequence
-from dimo_engine.body.skeleton import CANONICAL_TO_CHARACTER, FINGERS, JOINT_INDEX, NUM_JOINTS, SMPLH_JOINT_NAMES, SMPLH_PARENTS
+from dimo_engine.body.skeleton import CANONICAL_TO_CHARACTER, JOINT_INDEX, NUM_JOINTS, SMPLH_PARENTS
 from dimo_engine.errors import InputError
 
 # Body part names after the side prefix is removed, lower case, no separators.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dimo_engine.body.npz_io import write_npz_atomic
 from dimo_engine.errors import InputError
 
 _SHAPES = {
@@ -68,14 +69,7 @@ class MotionSequence:
         arrays.update(family=np.array(self.family), seed=np.array(self.seed), fps=np.array(float(self.fps)))
         if joints is not None:
             arrays["joints"] = np.asarray(joints, dtype=np.float32)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
-        try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return write_npz_atomic(path, arrays)
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike, fps: float | None = None) -> "MotionSequence":

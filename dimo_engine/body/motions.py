@@ -563,16 +563,18 @@ def _hands_in_front(ch, t, side, up):
     arm.twist = -0.6 * up
 
 
+def _cycle_hand(ch, side, t, rate, first, second):
+    """The hand goes smoothly from shape `first` to `second` and back, `rate` times a second."""
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * rate * t)
+    (a, a_spread), (b, b_spread) = _hand_shape(first, len(t)), _hand_shape(second, len(t))
+    ch.hands[side].curl, ch.hands[side].spread = _blend(a, b, w), _blend(a_spread, b_spread, w)
+
+
 def _fist_open(ch, t, rng, duration):
     side, other = _one_arm(rng)
     up = _raise(rng, t)
     _hands_in_front(ch, t, side, up)
-    rate = rng.uniform(0.6, 1.2)
-    closed = 0.5 - 0.5 * np.cos(2 * np.pi * rate * t)
-    fist, fist_spread = _hand_shape("fist", len(t))
-    opened, open_spread = _hand_shape("open", len(t))
-    ch.hands[side].curl = _blend(opened, fist, closed)
-    ch.hands[side].spread = _blend(open_spread, fist_spread, closed)
+    _cycle_hand(ch, side, t, rng.uniform(0.6, 1.2), "open", "fist")
     if rng.random() < 0.5:  # both hands
         _hands_in_front(ch, t, other, up)
         ch.hands[other].curl, ch.hands[other].spread = ch.hands[side].curl.copy(), ch.hands[side].spread.copy()
@@ -607,12 +609,7 @@ def _pinch(ch, t, rng, duration):
     up = _raise(rng, t)
     _hands_in_front(ch, t, side, up)
     ch.arms[side].wrist = 0.3 * np.sin(2 * np.pi * 0.5 * t)
-    rate = rng.uniform(0.8, 1.5)
-    closed = 0.5 - 0.5 * np.cos(2 * np.pi * rate * t)
-    pinch, pinch_spread = _hand_shape("pinch", len(t))
-    opened, open_spread = _hand_shape("count5", len(t))
-    ch.hands[side].curl = _blend(opened, pinch, closed)
-    ch.hands[side].spread = _blend(open_spread, pinch_spread, closed)
+    _cycle_hand(ch, side, t, rng.uniform(0.8, 1.5), "count5", "pinch")
 
 
 def _walk_gesture(ch, t, rng, duration):

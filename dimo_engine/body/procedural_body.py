@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dimo_engine.body.npz_io import write_npz_atomic
 from dimo_engine.body.skeleton import (
     FINGERS,
     JOINT_INDEX,
@@ -171,11 +172,10 @@ def _parts(p: BodyProportions) -> list[_Part]:
             for k in (1, 2, 3):
                 name = n(f"{finger}{k}")
                 parent = n("wrist") if k == 1 else n(f"{finger}{k - 1}")
-                child = n(f"{finger}{k + 1}") if k < 3 else None
-                end = None if k < 3 else tips
-                part = _limb(name, joints, name, child or name, radius, radius * 0.9, parent, child, (0, 0, 1) if finger != "thumb" else (0, 1, 0),
-                             segments=8, spacing=0.01, end=None if k < 3 else end[finger])
-                parts.append(part)
+                child = n(f"{finger}{k + 1}") if k < 3 else None  # the third phalanx ends at the fingertip
+                width_axis = (0, 1, 0) if finger == "thumb" else (0, 0, 1)
+                parts.append(_limb(name, joints, name, child or name, radius, radius * 0.9, parent, child, width_axis,
+                                   segments=8, spacing=0.01, end=None if child else tips[finger]))
     return parts
 
 
@@ -492,14 +492,4 @@ def _relaxed_hand_mean() -> dict[str, np.ndarray]:
 
 def make_body_model_file(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write the procedural body model `.npz` at `path` atomically and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = make_body_model_data(seed)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
-    try:
-        np.savez_compressed(tmp, **data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_npz_atomic(path, make_body_model_data(seed), compressed=True)
