@@ -112,6 +112,9 @@ def test_joint_limits_hold(samples):
             assert angle <= JOINT_ANGLE_LIMITS[name] + 1e-4, (motion.family, name, angle)
         knee = motion.body_pose[:, [JOINT_INDEX["left_knee"] - 1, JOINT_INDEX["right_knee"] - 1]]
         assert (knee[..., 0] >= -1e-4).all(), motion.family  # knees bend one way only
+        left_elbow, right_elbow = (motion.body_pose[:, JOINT_INDEX[f"{s}_elbow"] - 1] for s in ("left", "right"))
+        assert (left_elbow[:, 1] <= 1e-4).all() and (right_elbow[:, 1] >= -1e-4).all(), motion.family  # and elbows
+        assert np.abs(left_elbow[:, [0, 2]]).max() < 1e-4 and np.abs(right_elbow[:, [0, 2]]).max() < 1e-4
         fingers = np.linalg.norm(np.concatenate([motion.left_hand_pose, motion.right_hand_pose], 1), axis=-1)
         assert fingers.max() < 1.7, motion.family
 

@@ -23,6 +23,7 @@ _EXPORTS = {
     "MOTION_FAMILIES": "motions",
     "generate_motion": "motions",
     "motion_split": "motions",
+    "reground_motion": "motions",
     "load_bvh": "bvh",
 }
 
