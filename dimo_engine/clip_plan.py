@@ -133,10 +133,10 @@ def armature_pose(body_model, motion) -> np.ndarray:
 def plan_clip(settings: RenderSettings, index: int, body_model, family: str, motion_seed: int) -> PlannedClip:
     from dimo_engine.body.motions import generate_motion
 
-    motion = generate_motion(family, motion_seed, settings.frames, settings.fps)
     seed = appearance_seed(settings.split, index, settings.seed)
-    betas = random_betas(seed, num_betas=len(motion.betas))
-    motion.betas = betas
+    betas = random_betas(seed)
+    # The root is placed for this body shape (feet on the ground), so betas come first.
+    motion = generate_motion(family, motion_seed, settings.frames, settings.fps, betas=betas)
     joints, _vertices = body_model.forward(motion, betas=betas)
     rest_vertices, rest_joints = body_model.rest_vertices(betas), body_model.rest_joints(betas)
     rng = np.random.default_rng(_seed(settings.seed, SPLITS.index(settings.split), index, 29))
