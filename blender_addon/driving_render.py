@@ -125,15 +125,3 @@ def iter_render_driving_clip(scene, anchor_obj, frame_start: int, frame_end: int
         _remove_object(camera_obj)
         shutil.rmtree(frames_dir, ignore_errors=True)
     return output
-
-
-def render_driving_clip(scene, anchor_obj, frame_start: int, frame_end: int, output: Path | None = None, size: int = 128) -> Path:
-    """Render the whole driving clip at once (scripts and tests); returns the zip path."""
-    output = output or next_free_path(takes.dimo_root() / "driving", "driving", ".zip")
-    steps = iter_render_driving_clip(scene, anchor_obj, frame_start, frame_end, output, size)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
-
