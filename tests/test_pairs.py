@@ -76,8 +76,8 @@ def test_ratios_select_kinds_and_examples_are_reproducible(clips):
 def test_augmentation_touches_driving_frames_only(clips):
     calls = []
 
-    def darken(frames, hand_boxes):
-        calls.append(torch.rand(1).item())  # the augmentation's randomness must be reproducible
+    def darken(frames, hand_boxes, seed):
+        calls.append(seed)  # the augmentation's randomness must be reproducible
         return frames * 0.5, hand_boxes + 1
 
     plain, augmented = _dataset(clips)[5], _dataset(clips, augmentation=darken)[5]
@@ -86,7 +86,18 @@ def test_augmentation_touches_driving_frames_only(clips):
     assert torch.equal(augmented["target_frames"], plain["target_frames"])
     assert torch.equal(augmented["reference_image"], plain["reference_image"])
     _dataset(clips, augmentation=darken)[5]
-    assert calls[0] == calls[1]
+    _dataset(clips, augmentation=darken)[6]
+    assert calls[0] == calls[1] != calls[2]
+
+
+def test_driving_augmentation_warps_frames_and_boxes_together(clips):
+    from dimo_engine.augmentation import DrivingAugmentation
+
+    plain = _dataset(clips)[7]
+    augmented = _dataset(clips, augmentation=DrivingAugmentation())[7]
+    assert not torch.allclose(augmented["driving_frames"], plain["driving_frames"])
+    assert augmented["hand_boxes"].shape == plain["hand_boxes"].shape
+    assert torch.equal(augmented["target_frames"], plain["target_frames"])
 
 
 def test_resized_examples_scale_hand_boxes(clips):

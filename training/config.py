@@ -65,6 +65,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     lr_warmup_steps: int = 0
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    cpu: bool = False  # train on the CPU even where a GPU is present (also what makes multi-process CPU runs use gloo)
     use_ema: bool = True
     ema_decay: float = 0.999
 

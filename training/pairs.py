@@ -63,7 +63,8 @@ class ViewPairDataset(torch.utils.data.Dataset):
         num_frames, height, width: example size (frames are resized, cameras keep their own image size).
         ray_height, ray_width: size of the Plücker ray maps (the transformer wants latent size x camera_unshuffle).
         ratios: {"same_view": a, "cross_view": b, "moving_camera": c}, mixed by these weights.
-        augmentation: callable(frames (F,3,H,W), hand_boxes (F,2,4)) -> (frames, hand_boxes), applied to driving frames.
+        augmentation: callable(frames (F,3,H,W), hand_boxes (F,2,4), seed=int) -> (frames, hand_boxes), e.g.
+            dimo_engine.augmentation.DrivingAugmentation; applied to driving frames only.
         latent_cache: read target/reference latents from `latent_cache_path` files when they exist
             (then target pixels are not loaded at all); `cache_tag` must match the tag written there.
     """
@@ -165,10 +166,9 @@ class ViewPairDataset(torch.utils.data.Dataset):
         driving_frames = self._pixels(driving, indices)
         hand_boxes = torch.from_numpy(driving.annotations["hand_boxes"][indices]).float() * scale  # (F, 2, 4)
         if self.augmentation is not None:
-            # The augmentation's randomness comes from this sample's seed, so a resumed run sees the same warp.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(np.random.default_rng([self.seed, int(sample), 2]).integers(2**31)))
-                driving_frames, hand_boxes = self.augmentation(driving_frames, hand_boxes)
+            # The warp is drawn from this sample's own seed, so a resumed run sees the same augmentation.
+            seed = int(np.random.default_rng([self.seed, int(sample), 2]).integers(2**31))
+            driving_frames, hand_boxes = self.augmentation(driving_frames, hand_boxes, seed=seed)
 
         example = {
             "kind": torch.tensor(PAIR_KINDS.index(choice.kind)),

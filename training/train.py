@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import faulthandler
+import gc
 import importlib.util
 import json
 import math
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -115,9 +118,9 @@ def select_trainable(model: DiMoTrainingModel, config: TrainConfig) -> list[nn.P
 def build_dataset(config: TrainConfig, pipe) -> ViewPairDataset:
     spatial = getattr(pipe.vae.config, "scale_factor_spatial", 8)  # pixels per latent cell
     unshuffle = pipe.transformer.config.camera_unshuffle
-    augmentation = None
-    if config.augment_driving:
-        augmentation = driving_augmentation()
+    from dimo_engine.augmentation import DrivingAugmentation
+
+    augmentation = DrivingAugmentation() if config.augment_driving else None
     return ViewPairDataset(
         ClipDataset(config.dataset, config.split),
         num_frames=config.num_frames, height=config.height, width=config.width,
@@ -125,19 +128,6 @@ def build_dataset(config: TrainConfig, pipe) -> ViewPairDataset:
         ratios=config.pair_ratios, window_stride=config.window_stride, seed=config.seed,
         augmentation=augmentation, latent_cache=config.use_latent_cache, cache_tag=vae_cache_tag(pipe.vae),
     )
-
-
-def driving_augmentation():
-    """Perspective + appearance jitter of the model's DrivingAugmentation as a (frames, hand_boxes) callable."""
-    from dimo_engine.augmentation import DrivingAugmentation
-
-    augment = DrivingAugmentation()
-
-    def apply(frames, hand_boxes):
-        frames, hand_boxes = augment(frames[None], hand_boxes[None])
-        return frames[0], hand_boxes[0]
-
-    return apply
 
 
 def step_generator(config: TrainConfig, first_sample: int) -> torch.Generator:
@@ -228,6 +218,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     """Train per `config`; returns a summary (final step, last loss, samples/s, export folder)."""
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
+        cpu=config.cpu,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision if torch.cuda.is_available() or config.mixed_precision == "bf16" else "no",
         project_config=ProjectConfiguration(project_dir=str(output_dir)),
@@ -343,13 +334,21 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if config.locator_steps > 0:
         from training.train_locator import train_keypoint_locator
 
-        pipe.register_modules(keypoint_locator=train_keypoint_locator(pipe, dataset.clips, config, accelerator))
+        locator, locator_losses = train_keypoint_locator(pipe, dataset.clips, config, accelerator)
+        pipe.register_modules(keypoint_locator=locator)
+        summary["locator_loss_first_last"] = [locator_losses[0], locator_losses[-1]]
+        metrics.log({"locator_loss": locator_losses[-1]}, step)
     if config.export and accelerator.is_main_process:
         pipe.register_to_config(num_frames=config.num_frames, height=config.height, width=config.width,
                                 fps=dataset.clips[0].fps)
         summary["pipeline"] = str(export_pipeline(pipe, unwrapped, ema, output_dir / "pipeline"))
     if accelerator.is_main_process:
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    accelerator.wait_for_everyone()  # no rank tears the process group down while another still writes
+    # DDP's reducer must go while its process group lives: left to a later garbage collection, gloo can hang.
+    del model, optimizer, lr_schedule, unwrapped
+    accelerator.free_memory()
+    gc.collect()
     accelerator.end_training()
     return summary
 
@@ -375,6 +374,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `kill -USR1 <pid>` prints every thread's stack: the first thing to look at when a multi-process run stalls.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(description="Train DiMo on rendered clips.")
     add_arguments(parser)
     args = parser.parse_args(argv)
