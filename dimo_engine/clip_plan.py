@@ -18,11 +18,12 @@ import torch
 
 from blender_addon.camera_path import camera_path_to_dict
 from blender_addon.clip_renderer.appearance import random_betas
-from blender_addon.clip_renderer.clip_views import clip_views, subject_box
+from blender_addon.clip_renderer.clip_views import benchmark_views, clip_views, subject_box
 from dimo_engine.errors import InputError
 
 SPLITS = ("train", "test")
 ENGINES = ("cycles", "workbench")
+LAYOUTS = ("training", "benchmark")  # benchmark: the fixed views of benchmark_views, plus background plates
 
 
 @dataclass
@@ -40,6 +41,7 @@ class RenderSettings:
     split: str = "train"
     seed: int = 0
     threads: int = 0
+    layout: str = "training"
 
     def validate(self) -> "RenderSettings":
         if self.clips < 1:
@@ -58,11 +60,15 @@ class RenderSettings:
             raise InputError(f"--samples is {self.samples}; use 1 to 4096 samples.")
         if self.split not in SPLITS:
             raise InputError(f"--split is {self.split!r}; use train or test.")
+        if self.layout not in LAYOUTS:
+            raise InputError(f"--layout is {self.layout!r}; use training or benchmark.")
         return self
 
     def dataset_record(self) -> dict:
         """The settings that decide clip content (not shard or threads), as stored in dataset.json."""
-        return {key: getattr(self, key) for key in ("views", "frames", "fps", "resolution", "engine", "samples", "denoise", "seed")}
+        record = {key: getattr(self, key) for key in ("views", "frames", "fps", "resolution", "engine", "samples", "denoise", "seed")}
+        # Only a non-default layout is recorded, so datasets rendered before layouts existed still resume.
+        return record if self.layout == "training" else {**record, "layout": self.layout}
 
 
 @dataclass
@@ -148,7 +154,10 @@ def plan_clip(settings: RenderSettings, index: int, body_model, family: str, mot
     }
     # Joints plus a margin for flesh and hair: the box the cameras keep in frame.
     box = subject_box(joints, margin=0.15)
-    views = clip_views(settings.views, box, settings.frames, settings.fps, settings.resolution, rng)
+    if settings.layout == "benchmark":
+        views = benchmark_views(box, settings.frames, settings.fps, settings.resolution, rng)
+    else:
+        views = clip_views(settings.views, box, settings.frames, settings.fps, settings.resolution, rng)
     return PlannedClip(index, settings.split, family, int(motion_seed), seed, views, arrays)
 
 
@@ -192,6 +201,7 @@ def write_plan(plan_dir: str, root: str, settings: RenderSettings, clips: list[P
             "engine": settings.engine, "samples": settings.samples, "denoise": settings.denoise,
             "width": settings.resolution, "height": settings.resolution, "fps": settings.fps,
             "num_frames": settings.frames, "threads": settings.threads, "body_model": body_model_name,
+            "background_plates": settings.layout == "benchmark",
         },
         "joint_names": list(SMPLH_JOINT_NAMES),
         "clips": entries,

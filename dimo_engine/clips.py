@@ -64,6 +64,16 @@ class ClipView:
         chosen = range(len(paths)) if indices is None else [int(i) for i in indices]
         return np.stack([_read_png_rgba(paths[i]) for i in chosen])
 
+    def backgrounds(self, indices=None) -> np.ndarray:
+        """Background plates (the set without the person) as uint8 (F, H, W, 3); benchmark clips only
+        (`dimo render-clips --layout benchmark`)."""
+        paths = sorted((self.folder / "background").glob("*.png"))
+        if len(paths) != len(self.frame_paths):
+            raise InputError(f"{self.folder}: no background plates for every frame; render the test clips with "
+                             f"`dimo render-clips --layout benchmark`.")
+        chosen = range(len(paths)) if indices is None else [int(i) for i in indices]
+        return np.stack([_read_png_rgba(paths[i])[..., :3] for i in chosen])
+
     @cached_property
     def annotations(self) -> dict[str, np.ndarray]:
         with np.load(self.folder / "annotations.npz") as data:

@@ -85,6 +85,7 @@ class ViewRenderer:
         self._show(self.set_objects, True)
         rgb = self._render("set", False)[..., :3]
         self._show(self.person_objects, True)
+        self.last_set_rgb = rgb  # the background plate of the latest frame, for benchmark clips
         return rgb
 
     @staticmethod

@@ -70,6 +70,8 @@ def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> float:
             boxes = []
             for frame_index, rgba in render_view(renderer, camera_obj, camera_path, frames):
                 writer.write_frame(view["name"], frame_index, rgba)
+                if settings.get("background_plates"):
+                    writer.write_background(view["name"], frame_index, renderer.last_set_rgb)
                 boxes.append(person_box(rgba[..., 3]))
             writer.write_camera(view["name"], camera_path_to_dict(camera_path))
             writer.write_annotations(view["name"], **view_annotations(arrays["joints"], camera_path, boxes, (SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND)))

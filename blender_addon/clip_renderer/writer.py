@@ -79,6 +79,14 @@ class ClipWriter:
     def write_frame(self, view_name: str, frame_index: int, rgba: np.ndarray) -> None:
         write_bytes_atomic(os.path.join(self.view_path(view_name), "frames", f"{frame_index:04d}.png"), encode_png(rgba))
 
+    def write_background(self, view_name: str, frame_index: int, set_rgb: np.ndarray) -> None:
+        """The set without the person (float (H, W, 3) in [0, 1]) as background/NNNN.png: benchmark clips'
+        known background, against which a generated frame's foreground is found."""
+        folder = os.path.join(self.view_path(view_name), "background")
+        os.makedirs(folder, exist_ok=True)
+        rgb = np.clip(np.rint(np.asarray(set_rgb) * 255.0), 0, 255).astype(np.uint8)
+        write_bytes_atomic(os.path.join(folder, f"{frame_index:04d}.png"), encode_png(rgb))
+
     def write_camera(self, view_name: str, camera_dict: dict) -> None:
         write_json_atomic(os.path.join(self.view_path(view_name), "camera.json"), camera_dict)
 

@@ -24,6 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard", default="0/1", help="i/n: render every n-th clip starting at i")
     parser.add_argument("--threads", type=int, default=0, help="render threads of the worker (0: all cores)")
+    parser.add_argument("--layout", choices=("training", "benchmark"), default="training",
+                        help="benchmark: the cross-view benchmark's fixed views (--views is ignored) and background plates")
     parser.add_argument("--out", required=True, help="dataset folder (created; an existing one is resumed)")
 
 
@@ -33,7 +35,7 @@ def _settings(args):
     return RenderSettings(
         clips=args.clips, views=args.views, frames=args.frames, fps=args.fps, resolution=args.resolution,
         engine=args.engine, samples=args.samples, denoise=args.denoise, split=args.split, seed=args.seed,
-        threads=args.threads,
+        threads=args.threads, layout=args.layout,
     ).validate()
 
 
