@@ -9,7 +9,10 @@ What is new over `WanTransformer3DModel` (whose module names are kept so `from_w
   added to the patch tokens through a zero-initialised Conv3d;
 - the reference image's latent as an extra clean frame (timestep 0) in front of the video, with its own rays;
   its output is dropped;
-- `null_text_embedding`: a learned stand-in when no text encoder is used.
+- `null_text_embedding`: a learned stand-in when no text encoder is used;
+- optional `control_embedding` (`control_channels` > 0, off in DiMo itself): a pixel-aligned control map (the
+  benchmark's baselines: 2D pose heatmaps, projected 3D joints) packed and added to the patch tokens like the
+  rays, through a zero-initialised Conv3d.
 """
 
 from __future__ import annotations
@@ -89,11 +92,12 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
 
     New config entries: `motion_dim` (width of the encoders' tokens), `motion_every_n_blocks`,
     `temporal_factor` (video frames per latent frame, the VAE's), `camera_unshuffle` (rays are given at
-    `camera_unshuffle` x the latent resolution), `null_text_length`.
+    `camera_unshuffle` x the latent resolution), `null_text_length`, `control_channels` and `control_kind` (a
+    baseline's pixel-aligned control map: its channels and what it shows; 0 and "none" for DiMo).
     """
 
     _supports_gradient_checkpointing = True
-    _skip_layerwise_casting_patterns = ["patch_embedding", "camera_embedding", "condition_embedder", "norm"]
+    _skip_layerwise_casting_patterns = ["patch_embedding", "camera_embedding", "control_embedding", "condition_embedder", "norm"]
     _no_split_modules = ["WanTransformerBlock", "MotionCrossAttention"]
     _keep_in_fp32_modules = ["rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
 
@@ -121,6 +125,8 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         temporal_factor: int = 4,
         camera_unshuffle: int = 4,
         null_text_length: int = 1,
+        control_channels: int = 0,
+        control_kind: str = "none",
     ) -> None:
         super().__init__()
         if patch_size[0] != 1:
@@ -157,6 +163,9 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         camera_channels = 6 * temporal_factor * camera_unshuffle**2
         self.camera_embedding = nn.Conv3d(camera_channels, inner_dim, kernel_size=patch_size, stride=patch_size)
         self.null_text_embedding = nn.Parameter(torch.zeros(1, null_text_length, text_dim))
+        if control_channels:
+            self.control_embedding = nn.Conv3d(control_channels * temporal_factor * camera_unshuffle**2, inner_dim,
+                                               kernel_size=patch_size, stride=patch_size)
         self.zero_init_new_layers()
         self.gradient_checkpointing = False
 
@@ -167,6 +176,9 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
             block.zero_init()
         nn.init.zeros_(self.camera_embedding.weight)
         nn.init.zeros_(self.camera_embedding.bias)
+        if self.config.control_channels:
+            nn.init.zeros_(self.control_embedding.weight)
+            nn.init.zeros_(self.control_embedding.bias)
 
     @classmethod
     def from_wan(cls, path_or_model, **dimo_config) -> "DiMoTransformer3DModel":
@@ -186,7 +198,7 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         config["patch_size"] = tuple(config["patch_size"])
         model = cls.from_config({**config, **dimo_config})
         missing, unexpected = model.load_state_dict(wan.state_dict(), strict=False)
-        new_prefixes = ("motion_", "null_", "camera_embedding")
+        new_prefixes = ("motion_", "null_", "camera_embedding", "control_embedding")
         not_copied = [key for key in missing if not key.startswith(new_prefixes)]
         if not_copied or unexpected:
             raise InputError(f"Wan weights do not fit DiMo: missing {not_copied[:5]}, unexpected {unexpected[:5]}.")
@@ -213,6 +225,24 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         rays = rearrange(rays, "b c t (h r1) (w r2) -> b (c r1 r2) t h w", r1=r, r2=r)
         return self.camera_embedding(rays.to(self.camera_embedding.weight.dtype)).flatten(2).transpose(1, 2)
 
+    def _control_tokens(self, control_maps: torch.Tensor, ray_hw: tuple[int, int], num_latent_frames: int,
+                        has_reference: bool) -> torch.Tensor:
+        """Control maps `(B, Cc, F, h*r, w*r)` -> tokens `(B, T(+1)*h'*w', dim)`; the reference frame gets none."""
+        cfg = self.config
+        if control_maps.ndim != 5 or control_maps.shape[1] != cfg.control_channels or control_maps.shape[-2:] != ray_hw:
+            raise InputError(
+                f"Control maps have shape {tuple(control_maps.shape)}; this {cfg.control_kind!r} model takes "
+                f"(B, {cfg.control_channels}, frames, {ray_hw[0]}, {ray_hw[1]}), at the camera rays' resolution."
+            )
+        if (control_maps.shape[2] - 1) // cfg.temporal_factor + 1 != num_latent_frames:
+            raise InputError(f"Control maps cover {control_maps.shape[2]} frames; give one map per video frame.")
+        packed = pack_rays_per_latent_frame(control_maps, cfg.temporal_factor)  # (B, Cc*g, T, h*r, w*r)
+        if has_reference:
+            packed = torch.cat([packed.new_zeros(*packed.shape[:2], 1, *ray_hw), packed], dim=2)
+        r = cfg.camera_unshuffle
+        packed = rearrange(packed, "b c t (h r1) (w r2) -> b (c r1 r2) t h w", r1=r, r2=r)
+        return self.control_embedding(packed.to(self.control_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -224,6 +254,7 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         encoder_hidden_states: torch.Tensor | None = None,
         use_motion: bool = True,
         return_dict: bool = True,
+        control_maps: torch.Tensor | None = None,
     ):
         """One DiT evaluation (what the pipeline's loop and training's loss call).
 
@@ -238,6 +269,8 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
             reference_rays: its rays `(B, 6, 1, H*r, W*r)`.
             encoder_hidden_states: text embeddings `(B, L, text_dim)`; None uses the learned null embedding.
             use_motion: False skips the motion branch entirely (benchmarks, backbone checks).
+            control_maps: a baseline's pixel-aligned control `(B, control_channels, num_frames, H*r, W*r)`; only for
+                models built with `control_channels` > 0 (None: no control).
         """
         cfg = self.config
         batch, _, num_latent_frames, height, width = hidden_states.shape
@@ -272,6 +305,11 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
             else:
                 groups.append(hidden_states.new_zeros(batch, 6 * g, num_latent_frames, *ray_hw))
             tokens = tokens + self._camera_tokens(torch.cat(groups, dim=2), (height, width))
+        if control_maps is not None:
+            if not cfg.control_channels:
+                raise InputError("This model has no control branch (control_channels = 0); give no control maps.")
+            ray_hw = (grid[0] * p_h * cfg.camera_unshuffle, grid[1] * p_w * cfg.camera_unshuffle)
+            tokens = tokens + self._control_tokens(control_maps, ray_hw, num_latent_frames, has_reference)
         tokens = tokens.contiguous()
 
         # Clean reference tokens get timestep 0 (per-token timesteps, as Wan 2.2 TI2V).

@@ -290,6 +290,7 @@ class DiMoPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        control_maps: torch.Tensor | None = None,
     ):
         """Generate `(B, F, H, W, 3)` frames of the reference character doing the motion, seen from `target_cameras`.
 
@@ -302,6 +303,8 @@ class DiMoPipeline(DiffusionPipeline):
             motion_guidance_scale: classifier-free guidance on motion; 1 or less runs the conditional branch only.
             callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
                 to stop after the current step.
+            control_maps: only for the benchmark's baseline models (transformer `control_channels` > 0): their
+                pixel-aligned control `(1 or B, Cc, F, h*r, w*r)`, kept in both guidance branches.
         """
         num_frames = motion.num_frames if motion is not None else int(getattr(driving_frames, "shape", (0,) * 4)[-4])
         self.check_inputs(reference_image, motion, driving_frames, target_cameras, reference_camera, num_frames,
@@ -326,9 +329,12 @@ class DiMoPipeline(DiffusionPipeline):
         camera_rays = self.camera_rays(target_cameras).to(dtype).expand(batch_size, -1, -1, -1, -1)
         reference_camera = reference_camera if reference_camera is not None else self.default_reference_camera()
         reference_rays = self.camera_rays(reference_camera, [0]).to(dtype).expand(batch_size, -1, -1, -1, -1)
+        if control_maps is not None:
+            control_maps = torch.as_tensor(control_maps).to(device, dtype).expand(batch_size, -1, -1, -1, -1)
         if do_guidance:
             reference_latents, camera_rays = torch.cat([reference_latents] * 2), torch.cat([camera_rays] * 2)
             reference_rays = torch.cat([reference_rays] * 2)
+            control_maps = torch.cat([control_maps] * 2) if control_maps is not None else None
 
         # 3. Noise.
         latents = self.prepare_latents(batch_size, num_frames, torch.float32, device, generator, latents)
@@ -346,7 +352,7 @@ class DiMoPipeline(DiffusionPipeline):
                 velocity = self.transformer(
                     model_input.to(dtype), t.expand(model_input.shape[0]), motion_tokens=motion_tokens,
                     camera_rays=camera_rays, reference_latents=reference_latents, reference_rays=reference_rays,
-                    return_dict=False,
+                    return_dict=False, control_maps=control_maps,
                 )[0].float()
                 if do_guidance:
                     conditional, unconditional = velocity.chunk(2)
