@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train DiMo on rendered clips (accelerate; configs in training/configs)"),
     "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
     "camera": ("camera", "write a camera path file from a text phrase such as 'orbit left 90 degrees'"),
+    "bench-views": ("bench_views", "score DiMo and its baselines on held-out clips from driving, novel and moving views"),
     "build-extension": ("build_extension", "validate blender_manifest.toml and zip the Blender extension (add-on only)"),
 }
 
