@@ -67,7 +67,7 @@ def noisy_reconstruction(joints: np.ndarray, driving_camera, seed: int, depth_si
     for joint in range(1, NUM_BODY_JOINTS):  # parents come before children in SMPL-H order
         parent = parents[joint]
         rebuilt[:, joint] = rebuilt[:, parent] + bone_scale[joint] * (joints[:, joint] - joints[:, parent])
-    centres = driving_camera.centers()[:, None]  # (F, 1, 3)
+    centres = driving_camera.centers[:, None]  # (F, 1, 3)
     rays = rebuilt - centres
     rays /= np.linalg.norm(rays, axis=-1, keepdims=True)  # (F, 22, 3) unit viewing rays of the driving camera
     # Depth is what a single view gets wrong most: the body slides along the root's ray, each joint along its own.
@@ -119,3 +119,23 @@ def batch_control_maps(kind: str, dataset, batch: dict, seed: int) -> torch.Tens
         maps.append(control_maps(kind, clip, choice.driving_view, target_camera, indices,
                                  (dataset.ray_height, dataset.ray_width), seed=seed * 1_000_003 + int(sample)))
     return torch.stack(maps)
+
+
+def with_control_branch(transformer, kind: str):
+    """The same DiT with a zero-initialised control branch for `kind` maps: equal to `transformer` until trained
+    (the baselines share DiMo's backbone and start from the same weights)."""
+    from dimo_engine.models.transformer_dimo import DiMoTransformer3DModel
+
+    channels = control_channels(kind)
+    if transformer.config.get("control_channels", 0) == channels and transformer.config.get("control_kind") == kind:
+        return transformer
+    # diffusers drops keys listed in `_use_default_values` (set by from_config), so build from the plain entries.
+    config = {key: value for key, value in transformer.config.items() if not key.startswith("_")}
+    controlled = DiMoTransformer3DModel.from_config({**config, "control_channels": channels, "control_kind": kind})
+    missing, unexpected = controlled.load_state_dict(transformer.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("control_embedding") for key in missing):
+        raise InputError(f"the transformer does not take a {kind} control branch (missing {missing[:3]}, unexpected {unexpected[:3]}).")
+    torch.nn.init.zeros_(controlled.control_embedding.weight)  # only the new branch: the rest keeps its training
+    torch.nn.init.zeros_(controlled.control_embedding.bias)
+    controlled = controlled if controlled.dtype == transformer.dtype else controlled.to(transformer.dtype)
+    return controlled.train(transformer.training)
