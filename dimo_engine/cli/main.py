@@ -24,8 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
     "motions": ("motions", "list the procedural motion families and split, or write a motion (procedural or BVH) as .npz"),
     "train": ("train", "train DiMo on rendered clips (accelerate; configs in training/configs)"),
+    "train-vae": ("train_vae", "train the pipeline's VAE as an autoencoder on rendered clips (first stage from scratch)"),
     "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
     "camera": ("camera", "write a camera path file from a text phrase such as 'orbit left 90 degrees'"),
+    "demo": ("demo", "the main job in one command: render a held-out motion, re-enact it from an orbiting camera, write a sheet"),
     "bench-views": ("bench_views", "score DiMo and its baselines on held-out clips from driving, novel and moving views"),
     "build-extension": ("build_extension", "validate blender_manifest.toml and zip the Blender extension (add-on only)"),
 }
