@@ -39,6 +39,7 @@ class TrainConfig:
     trainable: str = "all"  # all | new (motion/camera layers, encoders, heads) | new+blocks (and the last `trainable_blocks` DiT blocks)
     trainable_blocks: int = 0
     gradient_checkpointing: bool = False
+    control: str = "none"  # none | pose2d | joints3d-noisy: a benchmark baseline's pixel-aligned control (training/baselines.py)
 
     # objective
     weighting_scheme: str = "logit_normal"  # timestep density (diffusers.training_utils)
@@ -153,6 +154,8 @@ def check_config(config: TrainConfig) -> None:
         raise InputError("same_view_ratio, cross_view_ratio and moving_camera_ratio must be >= 0 and not all 0.")
     if config.trainable not in ("all", "new", "new+blocks"):
         raise InputError(f"trainable = {config.trainable!r}; use all, new or new+blocks.")
+    if config.control not in ("none", "pose2d", "joints3d-noisy"):
+        raise InputError(f"control = {config.control!r}; use none (DiMo), pose2d or joints3d-noisy (the baselines).")
     if config.aux_schedule not in ("constant", "linear", "cosine"):
         raise InputError(f"aux_schedule = {config.aux_schedule!r}; use constant, linear or cosine.")
     if config.mixed_precision not in ("no", "fp16", "bf16"):

@@ -65,6 +65,10 @@ def build_pipeline(config: TrainConfig):
         pipe.register_modules(vae=AutoencoderKLWan.from_pretrained(Path(config.wan_path) / "vae", local_files_only=True))
         new_entries = {k: pipe.transformer.config[k] for k in ("motion_dim", "motion_every_n_blocks", "temporal_factor", "camera_unshuffle", "null_text_length")}
         pipe.register_modules(transformer=DiMoTransformer3DModel.from_wan(Path(config.wan_path) / "transformer", **new_entries))
+    if config.control != "none":
+        from training.baselines import with_control_branch
+
+        pipe.register_modules(transformer=with_control_branch(pipe.transformer, config.control))
     return pipe
 
 
@@ -76,7 +80,7 @@ class DiMoTrainingModel(nn.Module):
         self.transformer, self.body_encoder, self.hand_encoder = transformer, body_encoder, hand_encoder
 
     def forward(self, driving_frames, hand_boxes, noisy, timesteps, target_rays, reference_latents, reference_rays,
-                drop_motion, with_pose_heads: bool):
+                drop_motion, with_pose_heads: bool, control_maps=None):
         from dimo_engine.models.motion_encoder import crop_hands
 
         body = self.body_encoder(driving_frames)  # (B, F, Kb, D)
@@ -88,12 +92,12 @@ class DiMoTrainingModel(nn.Module):
         motion_tokens = self.transformer.drop_motion(torch.cat([body, hands], dim=2), drop_motion)
         velocity = self.transformer(
             noisy, timesteps, motion_tokens=motion_tokens, camera_rays=target_rays,
-            reference_latents=reference_latents, reference_rays=reference_rays,
+            reference_latents=reference_latents, reference_rays=reference_rays, control_maps=control_maps,
         ).sample
         return velocity, body_pose, hand_pose
 
 
-NEW_LAYER_PREFIXES = ("motion_", "null_", "camera_embedding")
+NEW_LAYER_PREFIXES = ("motion_", "null_", "camera_embedding", "control_embedding")
 
 
 def select_trainable(model: DiMoTrainingModel, config: TrainConfig) -> list[nn.Parameter]:
@@ -278,11 +282,16 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 pipe.scheduler, x0.shape[0], config.weighting_scheme, config.logit_mean, config.logit_std,
                 config.mode_scale, generator=generator)
             drop = ~motion_keep_mask(x0.shape[0], config.motion_dropout, generator).to(x0.device)
+            control = None
+            if config.control != "none":  # the baselines' control maps, rebuilt from each sample's pair
+                from training.baselines import batch_control_maps
+
+                control = batch_control_maps(config.control, dataset, batch, config.seed).to(x0.device)
             with accelerator.autocast():
                 velocity, body_pose, hand_pose = model(
                     batch["driving_frames"], batch["hand_boxes"], noisy_latents(x0, noise, sigmas.to(x0.device)),
                     timesteps.to(x0.device), batch["target_rays"], reference, batch["reference_rays"], drop,
-                    with_pose_heads=aux_weight > 0,
+                    with_pose_heads=aux_weight > 0, control_maps=control,
                 )
             flow_loss = flow_matching_loss(velocity, x0, noise, sigmas.to(x0.device), config.loss_weighting)
             loss, aux_loss = flow_loss, torch.zeros((), device=x0.device)
