@@ -193,14 +193,22 @@ def generate_target(pipe, clip, target: BenchTarget, settings: BenchSettings) ->
         ray_size = (height // pipe.vae_scale_factor_spatial * pipe.transformer.config.camera_unshuffle,
                     width // pipe.vae_scale_factor_spatial * pipe.transformer.config.camera_unshuffle)
         maps = control_maps(kind, clip, driving.name, target_camera, indices, ray_size, seed=settings.seed)[None]
+    motion_inputs = {"driving_frames": view_pixels(driving, indices, height, width), "hand_boxes": hand_boxes}
+    guidance = settings.motion_guidance_scale
+    if maps is not None:
+        # Baselines are trained on their control maps alone (the null motion tokens throughout), so they are
+        # sampled that way too; guidance on motion would compare null with null.
+        from dimo_engine.pipelines import MotionTokens
+
+        null = pipe.transformer.null_motion(1, num_frames)  # (1, F, 1, motion_dim)
+        motion_inputs, guidance = {"motion": MotionTokens(null, null[:, :, :0])}, 1.0
     output = pipe(
         reference_image=reference.frames([0])[0][..., :3],
-        driving_frames=view_pixels(driving, indices, height, width),
-        hand_boxes=hand_boxes,
+        **motion_inputs,
         target_cameras=target_camera,
         reference_camera=reference.camera.subset([0]),
         num_inference_steps=settings.num_inference_steps,
-        motion_guidance_scale=settings.motion_guidance_scale,
+        motion_guidance_scale=guidance,
         generator=torch.Generator().manual_seed(settings.seed),
         output_type="pt",
         control_maps=maps,
