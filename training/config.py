@@ -21,9 +21,9 @@ class TrainConfig:
     # data
     dataset: str = "datasets/clips"  # root of a rendered clip dataset (dimo render-clips)
     split: str = "train"
-    num_frames: int = 5  # frames per example; Wan's VAE wants 4k+1
-    height: int = 64
-    width: int = 64
+    num_frames: int = 17  # frames per example; Wan's VAE wants 4k+1
+    height: int = 128
+    width: int = 128
     window_stride: int = 4  # temporal windows start at multiples of this (cached latents exist per window)
     same_view_ratio: float = 0.3
     cross_view_ratio: float = 0.5
@@ -34,7 +34,7 @@ class TrainConfig:
 
     # model
     pretrained: str = ""  # a DiMoPipeline folder to start from; empty = random weights of `preset`
-    preset: str = "tiny"  # create_random_pipeline preset when `pretrained` is empty
+    preset: str = "tiny-cpu"  # create_random_pipeline preset when `pretrained` is empty
     wan_path: str = ""  # a local Wan2.1 diffusers folder used as the backbone (DiMoTransformer3DModel.from_wan)
     trainable: str = "all"  # all | new (motion/camera layers, encoders, heads) | new+blocks (and the last `trainable_blocks` DiT blocks)
     trainable_blocks: int = 0

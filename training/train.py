@@ -358,6 +358,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     del model, optimizer, lr_schedule, unwrapped
     accelerator.free_memory()
     gc.collect()
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
 
