@@ -150,6 +150,27 @@ def test_foreground_is_what_differs_from_the_background_plate():
     assert not bench.foreground_masks(plate, plate).any()
 
 
+def _result(dimo_novel_iou: float, dimo_novel_error: float) -> "bench.BenchResult":
+    rows = []
+    for method, novel_iou, novel_error in (("DiMo", dimo_novel_iou, dimo_novel_error), ("2D", 0.5, 10.0), ("3D", 0.4, 12.0)):
+        rows.append({"method": method, "clip_id": "c", "view": "driving", "kind": "driving",
+                     "psnr": 20.0, "ssim": 0.8, "iou": 0.7, "joint_error_px": 5.0})
+        for kind in ("novel_90", "novel_180"):
+            rows.append({"method": method, "clip_id": "c", "view": kind, "kind": kind,
+                         "psnr": 15.0, "ssim": 0.6, "iou": novel_iou, "joint_error_px": novel_error})
+    return bench.BenchResult(["DiMo", "2D", "3D"], rows, {})
+
+
+def test_bar_check_needs_fifteen_percent_on_wide_novel_views():
+    met = bench.bar_check(_result(0.6, 8.0), "DiMo", "2D", "3D")  # +20 % IoU, 20 % lower error
+    assert "— met" in met[0] and "within 5 %" in met[1] and "beats it" in met[2]
+    short = bench.bar_check(_result(0.55, 9.0), "DiMo", "2D", "3D")  # +10 % on both
+    assert "NOT met" in short[0]
+    table = bench.markdown_table(_result(0.6, 8.0))
+    assert "| novel_90 | DiMo | 15.00 | 0.600 | 0.600 | 8.00 | 1 |" in table
+    assert "| novel_45 |" not in table  # kinds without targets are left out
+
+
 # -- baselines: control maps and control branch ----------------------------------------------------------------
 
 

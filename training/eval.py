@@ -219,6 +219,12 @@ def generate_target(pipe, clip, target: BenchTarget, settings: BenchSettings) ->
 # -- the benchmark -------------------------------------------------------------------------------------------
 
 
+def mean_of(values) -> float:
+    """Mean of the numbers that are not NaN (a target with no visible joint has no joint error); NaN if none."""
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
 @dataclasses.dataclass
 class BenchResult:
     """Per method and target: the metrics; `summary()` averages them per target kind."""
@@ -236,9 +242,7 @@ class BenchResult:
                 rows = [row for row in self.rows if row["method"] == method and row["kind"] == kind]
                 if not rows:
                     continue
-                means = {metric: float(np.nanmean([row[metric] for row in rows])) if any(
-                    not math.isnan(row[metric]) for row in rows) else math.nan for metric in METRICS}
-                table[method][kind] = {**means, "n": len(rows)}
+                table[method][kind] = {**{m: mean_of([row[m] for row in rows]) for m in METRICS}, "n": len(rows)}
         return table
 
 
@@ -347,9 +351,7 @@ def bar_check(result: BenchResult, dimo: str, pose2d: str | None, joints3d: str 
     summary = result.summary()
 
     def pooled(method, kinds, metric):
-        rows = [row[metric] for row in result.rows if row["method"] == method and row["kind"] in kinds]
-        values = [v for v in rows if not math.isnan(v)]
-        return float(np.mean(values)) if values else math.nan
+        return mean_of([row[metric] for row in result.rows if row["method"] == method and row["kind"] in kinds])
 
     lines = []
     wide = ("novel_90", "novel_180")
