@@ -230,9 +230,6 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],  # heads go silent after S
     )
     torch.manual_seed(config.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.json").write_text(json.dumps(config_as_dict(config), indent=2))
 
     pipe = build_pipeline(config)
     pipe.vae.requires_grad_(False).eval()
@@ -241,6 +238,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         model.transformer.enable_gradient_checkpointing()
     trainable = select_trainable(model, config)
     dataset = build_dataset(config, pipe)
+    if accelerator.is_main_process:  # only once the inputs are known to be good
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.json").write_text(json.dumps(config_as_dict(config), indent=2))
 
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
                                   weight_decay=config.weight_decay)
