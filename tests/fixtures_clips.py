@@ -1,4 +1,4 @@
-"""Writes small synthetic clip datasets in the exact docs/formats.md layout, so training tests run without bpy.
+"""Writes small synthetic clip datasets in the exact docs/formats.md layout, so training tests run without rendering.
 
 The "person" is a set of coloured squares at the projected 3D joints of a random moving
 skeleton; every view sees the same joints through its own camera, so views agree the way
@@ -14,18 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-def look_at(eye, target=(0.0, 0.0, 0.9), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenCV world_to_camera (4, 4): x right, y down, z towards the target."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    world_to_camera = np.eye(4)
-    world_to_camera[:3, :3] = np.stack([right, down, forward])
-    world_to_camera[:3, 3] = -world_to_camera[:3, :3] @ eye
-    return world_to_camera
+from blender_addon.camera_rigs import look_at
 
 
 def ring_eye(azimuth_deg: float, elevation_deg: float, distance: float = 3.5) -> np.ndarray:
