@@ -16,11 +16,13 @@ from PIL import Image
 
 from blender_addon.camera_rigs import look_at
 
+BODY_CENTRE = (0.0, 0.0, 0.9)  # where every fixture camera looks, metres in the character frame
+
 
 def ring_eye(azimuth_deg: float, elevation_deg: float, distance: float = 3.5) -> np.ndarray:
     """Camera position on a ring round the character; azimuth 0 is in front (the character faces -Y)."""
     az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-    return np.array([distance * math.sin(az) * math.cos(el), -distance * math.cos(az) * math.cos(el), 0.9 + distance * math.sin(el)])
+    return np.array([distance * math.sin(az) * math.cos(el), -distance * math.cos(az) * math.cos(el), BODY_CENTRE[2] + distance * math.sin(el)])
 
 
 def _camera_json(world_to_cameras: np.ndarray, size: int, fps: float) -> dict:
@@ -72,7 +74,7 @@ def write_clip(root: Path, split: str, index: int, num_frames: int = 8, size: in
     for entry, eyes in views:
         view_dir = folder / "views" / entry["name"]
         (view_dir / "frames").mkdir(parents=True)
-        camera = _camera_json(np.stack([look_at(eye) for eye in eyes]), size, fps)
+        camera = _camera_json(np.stack([look_at(eye, BODY_CENTRE) for eye in eyes]), size, fps)
         (view_dir / "camera.json").write_text(json.dumps(camera))
         uv, depth = _project(joints, camera)
         for f in range(num_frames):
