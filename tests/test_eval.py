@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from dimo_engine.errors import InputError
-from tests.fixtures_clips import _camera_json, _project, look_at, ring_eye
+from tests.fixtures_clips import BODY_CENTRE, _camera_json, _project, look_at, ring_eye
 from training import eval as bench
 from training.baselines import (
     NUM_BODY_JOINTS,
@@ -55,7 +55,7 @@ def write_benchmark_clip(root: Path, index: int = 0, num_frames: int = 9, size: 
         (view_dir / "frames").mkdir(parents=True)
         (view_dir / "background").mkdir()
         eyes = [ring_eye(a, elevation) for a in np.linspace(start, end, num_frames)]
-        camera = _camera_json(np.stack([look_at(eye) for eye in eyes]), size, 12.0)
+        camera = _camera_json(np.stack([look_at(eye, BODY_CENTRE) for eye in eyes]), size, 12.0)
         (view_dir / "camera.json").write_text(json.dumps(camera))
         uv, depth = _project(joints, camera)
         ramp = np.linspace(20, 90, size, dtype=np.uint8)
