@@ -250,14 +250,14 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
     check_out_folder(out)
     generation = GenerationSettings(num_inference_steps=settings.steps, seed=settings.seed)
     generation.validate("command line")
+    if settings.frames is not None and not 2 <= settings.frames <= 1000:
+        raise InputError(f"--frames is {settings.frames}; use 2 to 1000 frames")
     clock = StageClock(log)
 
     with clock.stage("load model"):
         pipe, model_description, trained = load_demo_model(settings, log)
     fps = float(pipe.config.fps)
     num_frames = settings.frames or default_num_frames(int(pipe.config.num_frames), DEFAULT_OVERLAP)
-    if not 2 <= num_frames <= 1000:
-        raise InputError(f"--frames is {num_frames}; use 2 to 1000 frames")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))

@@ -38,9 +38,13 @@ def run(args: argparse.Namespace) -> int:
         bar.n = progress.step
         bar.refresh()
 
+    def log(line: str) -> None:
+        if bar is not None:
+            bar.clear()  # a stage line must not land inside the progress bar's line
+        print(line)
+
     try:
-        result = run_demo(settings, log=lambda line: (bar.clear() if bar is not None else None, print(line)),
-                          on_progress=on_progress)
+        result = run_demo(settings, log=log, on_progress=on_progress)
     except DemoRenderFailed as error:
         print(f"dimo demo: error: {error}", file=sys.stderr)
         return 1
