@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -68,6 +67,10 @@ class DemoResult:
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (the Blender worker): on a shared machine it
     says what a stage costs when wall time is stretched by other jobs."""
+    try:
+        import resource
+    except ImportError:  # Windows: this process only
+        return time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
