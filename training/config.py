@@ -121,22 +121,35 @@ def config_path(name_or_path: str) -> Path:
     raise InputError(f"training config {name_or_path!r} is neither a .toml file nor one of: {known}; pick one of those or give a path.")
 
 
-def load_config(name_or_path: str | None = None, overrides: dict | None = None) -> TrainConfig:
-    """TrainConfig from a TOML file (sections are only for reading; keys are field names) plus overrides."""
+def _file_values(path: Path, seen: tuple = ()) -> dict:
+    """Field values of a TOML config file; a top-level `base = "name"` first takes that config's values, so a
+    variant (a baseline, an ablation) names only what it changes."""
+    if path.resolve() in seen:
+        raise InputError(f"{path}: its base configs lead back to itself; point base at another config.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"{path} is not valid TOML ({error}); fix the file.") from None
+    flat = {}
+    for key, value in data.items():
+        flat.update(value if isinstance(value, dict) else {key: value})
     values = {}
-    if name_or_path:
-        path = config_path(name_or_path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise InputError(f"{path} is not valid TOML ({error}); fix the file.") from None
-        flat = {}
-        for key, value in data.items():
-            flat.update(value if isinstance(value, dict) else {key: value})
-        for key, value in flat.items():
-            if key not in FIELDS:
-                raise InputError(f"{path}: {key!r} is not a training setting; see training/config.py for the names.")
-            values[key] = _convert(key, value, str(path))
+    base = flat.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise InputError(f"{path}: base = {base!r} must name a config, e.g. base = \"default-model\".")
+        values.update(_file_values(config_path(base), (*seen, path.resolve())))
+    for key, value in flat.items():
+        if key not in FIELDS:
+            raise InputError(f"{path}: {key!r} is not a training setting; see training/config.py for the names.")
+        values[key] = _convert(key, value, str(path))
+    return values
+
+
+def load_config(name_or_path: str | None = None, overrides: dict | None = None) -> TrainConfig:
+    """TrainConfig from a TOML file (sections are only for reading; keys are field names; `base` names a config
+    to start from) plus overrides."""
+    values = _file_values(config_path(name_or_path)) if name_or_path else {}
     for key, value in (overrides or {}).items():
         key = key.replace("-", "_")
         if key not in FIELDS:
