@@ -67,5 +67,23 @@ def test_train_vae_writes_a_pipeline_with_latent_statistics(clips_root, tmp_path
     video = torch.from_numpy(clip.driving_view.frames(range(9))[..., :3]).permute(0, 3, 1, 2).float()[None] / 255
     latents = pipe.encode_video_latents(video)  # (1, C, T, h, w)
     assert latents.mean().abs() < 1.0 and 0.2 < latents.std() < 3.0
+    # A fresh VAE starts near-deterministic, so latents are not drowned in posterior noise.
+    posterior = pipe.vae.encode(video.permute(0, 2, 1, 3, 4) * 2 - 1).latent_dist
+    assert posterior.std.mean() < 0.1
     lines = (tmp_path / "vae" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+
+def test_decoder_only_keeps_the_latent_space(clips_root, tmp_path):
+    first = train_vae(VaeTrainConfig(dataset=str(clips_root), preset="tiny", num_frames=5, crop_size=16, batch_size=1,
+                                     max_steps=2, statistics_windows=2, out=str(tmp_path / "a")))
+    second = train_vae(VaeTrainConfig(dataset=str(clips_root), pretrained=first["pipeline"], decoder_only=True,
+                                      num_frames=5, crop_size=16, batch_size=1, max_steps=2, out=str(tmp_path / "b")))
+    before, after = load_pipeline(first["pipeline"], "cpu").vae, load_pipeline(second["pipeline"], "cpu").vae
+    for name, tensor in before.state_dict().items():
+        if name.startswith(("encoder.", "quant_conv.")):
+            assert torch.equal(tensor, after.state_dict()[name]), name
+    assert any(not torch.equal(t, after.state_dict()[n]) for n, t in before.state_dict().items() if n.startswith("decoder."))
+    assert before.config.latents_mean == after.config.latents_mean
+    with pytest.raises(InputError, match="--pretrained"):
+        train_vae(VaeTrainConfig(dataset=str(clips_root), decoder_only=True, out=str(tmp_path / "c")))

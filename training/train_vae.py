@@ -43,7 +43,9 @@ class VaeTrainConfig:
     max_minutes: float = 0.0  # also stop after this much wall time (0: no limit)
     learning_rate: float = 5e-4
     kl_weight: float = 1e-6  # small: a near-deterministic autoencoder, the KL only keeps the posterior tame
+    initial_logvar: float = -8.0  # a random VAE starts with posterior std ~1, i.e. latents drowned in noise; start near 0.02
     mse_weight: float = 1.0  # the loss is L1 + mse_weight * MSE + kl_weight * KL
+    decoder_only: bool = False  # fine-tune the decoder of `pretrained` alone: its latent space (and latent caches) stay valid
     statistics_windows: int = 64  # full-size windows encoded to set latents_mean/std
     seed: int = 0
     out: str = "runs/default/vae"
@@ -62,6 +64,17 @@ def autoencoder_loss(vae, pixels: torch.Tensor, kl_weight: float, mse_weight: fl
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
     loss = l1 + mse_weight * mse + kl_weight * kl
     return loss, {"loss": loss.item(), "l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def start_posterior_narrow(vae, logvar: float) -> None:
+    """Bias the log-variance half of the encoder's last 1x1 conv to `logvar`.
+
+    With a fresh encoder the posterior std is ~1 while the means are small, so a sampled latent is mostly
+    noise and the decoder learns to ignore it; a few hundred CPU steps are too few for the KL-free loss to
+    shrink it. Starting narrow makes the autoencoder near-deterministic from the first step."""
+    z_dim = vae.config.z_dim
+    vae.quant_conv.bias[z_dim:] = logvar
 
 
 class FrameWindows:
@@ -153,7 +166,15 @@ def train_vae(config: VaeTrainConfig) -> dict:
     windows = FrameWindows(clips, config.num_frames)
     pipe = load_pipeline(config.pretrained, "cpu", torch.float32) if config.pretrained else create_random_pipeline(config.seed, config.preset)
     vae = pipe.vae.float().train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    if not config.pretrained:
+        if config.decoder_only:
+            raise InputError("--decoder-only fine-tunes a trained VAE's decoder; give its pipeline with --pretrained.")
+        start_posterior_narrow(vae, config.initial_logvar)
+    if config.decoder_only:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     started = time.perf_counter()
@@ -166,7 +187,7 @@ def train_vae(config: VaeTrainConfig) -> dict:
         loss, parts = autoencoder_loss(vae, pixels, config.kl_weight, config.mse_weight, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         step += 1
         history.append(parts["loss"])
@@ -181,8 +202,9 @@ def train_vae(config: VaeTrainConfig) -> dict:
     vae.eval()
     clip_frames = clips[0].num_frames
     stats_frames = clip_frames - (clip_frames - 1) % 4  # the longest 4k+1 window of a clip
-    latents_mean, latents_std = latent_statistics(vae, clips, stats_frames, config.statistics_windows, config.seed)
-    vae.register_to_config(latents_mean=latents_mean, latents_std=latents_std)
+    if not config.decoder_only:  # a frozen encoder keeps its latent statistics
+        latents_mean, latents_std = latent_statistics(vae, clips, stats_frames, config.statistics_windows, config.seed)
+        vae.register_to_config(latents_mean=latents_mean, latents_std=latents_std)
     summary = {
         "steps": step, "train_seconds": round(train_seconds, 1),
         "loss_first_last": [history[0], history[-1]] if history else None,
@@ -201,7 +223,10 @@ def train_vae(config: VaeTrainConfig) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = VaeTrainConfig()
     for name, value in vars(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, dest=name)
+        if isinstance(value, bool):
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", dest=name)
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, dest=name)
 
 
 def config_from_args(args: argparse.Namespace) -> VaeTrainConfig:
