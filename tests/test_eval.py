@@ -269,7 +269,8 @@ def test_training_batches_get_control_maps_with_gradients(tmp_path):
     ("baseline-3d-noisy", {"control": "joints3d-noisy", "motion_dropout": 1.0, "aux_weight": 0.0}),
     ("ablation-no-perspective-aug", {"augment_driving": False}),
     ("ablation-no-cross-view", {"same_view_ratio": 1.0, "cross_view_ratio": 0.0, "moving_camera_ratio": 0.0}),
-    ("ablation-aux-never-annealed", {"aux_schedule": "constant", "aux_hold_steps": 10**9, "aux_end_step": 10**9}),
+    ("ablation-aux-never-annealed", {"aux_weight": 1.0, "aux_schedule": "constant", "aux_hold_steps": 10**9,
+                                     "aux_end_step": 10**9}),
     ("ablation-no-geometric", {"aux_weight": 0.0}),
 ])
 def test_baselines_and_ablations_are_the_default_model_but_for_what_they_change(name, changed):
@@ -278,9 +279,10 @@ def test_baselines_and_ablations_are_the_default_model_but_for_what_they_change(
     from training.config import load_config
 
     default, variant = dataclasses.asdict(load_config("default-model")), dataclasses.asdict(load_config(name))
-    differing = {key: value for key, value in variant.items() if default[key] != value}
-    assert differing == {**changed, "output_dir": f"runs/{name}"}
-    assert variant["aux_end_step"] > variant["max_steps"] or "aux_end_step" not in changed
+    expected = {**default, **changed, "output_dir": f"runs/{name}"}
+    assert variant == expected
+    if "aux_end_step" in changed:  # never annealed: a weight above 0 for the whole run
+        assert variant["aux_end_step"] > variant["max_steps"] and variant["aux_weight"] > 0
 
 
 def test_a_config_base_loop_is_refused(tmp_path):
