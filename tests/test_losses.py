@@ -84,3 +84,26 @@ def test_motion_keep_mask_drops_at_the_requested_rate():
     keep = motion_keep_mask(10000, 0.2, generator=torch.Generator().manual_seed(0))
     assert keep.dtype == torch.bool and 0.77 < keep.float().mean() < 0.83
     assert motion_keep_mask(5, 0.0).all()
+
+
+def test_fresh_pose_heads_predict_well_conditioned_rotations():
+    # Near-zero 6D predictions make Gram-Schmidt's gradients explode (NaN within a few training steps),
+    # so a fresh head must start at proper rotations: both 6D columns of unit length.
+    from dimo_engine.models.motion_encoder import MotionEncoder, body_pose_targets
+    from dimo_engine.pipelines.presets import PRESETS
+
+    torch.manual_seed(0)
+    for name in ("body_encoder", "hand_encoder"):
+        encoder = MotionEncoder(**PRESETS["tiny-cpu"][name])
+        size = encoder.config.image_size
+        images = torch.rand(1, 2, encoder.config.num_crops, 3, size, size)  # (B, F, N, 3, s, s)
+        columns = encoder.predict_pose(encoder(images)).unflatten(-1, (2, 3))  # (B, F, N, J, 2, 3)
+        assert torch.allclose(columns.norm(dim=-1), torch.ones(()), atol=0.25), name
+
+    encoder = MotionEncoder(**PRESETS["tiny-cpu"]["body_encoder"])
+    rotvecs = roma.random_rotvec(2 * 22, generator=torch.Generator().manual_seed(1)).reshape(1, 2, 22, 3)
+    target = body_pose_targets(rotvecs[:, :, 0], rotvecs[:, :, 1:])  # (B, F, 22, 6)
+    loss = geometric_pose_loss(encoder.predict_pose(encoder(torch.rand(1, 2, 3, 64, 64)))[:, :, 0], target)
+    loss.backward()
+    gradient_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in encoder.parameters() if p.grad is not None]))
+    assert torch.isfinite(gradient_norm) and gradient_norm < 50

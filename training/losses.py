@@ -13,6 +13,8 @@ import roma
 import torch
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
+from dimo_engine.models.motion_encoder import rotmat_from_6d
+
 ANNEAL_SHAPES = ("constant", "linear", "cosine")
 
 
@@ -60,14 +62,9 @@ def flow_matching_loss(
     return per_sample.mean()
 
 
-def _rotmat_from_6d(six_d: torch.Tensor) -> torch.Tensor:
-    # 6D = the first two columns of the rotation matrix, stacked column by column (Zhou et al.)
-    return roma.special_gramschmidt(six_d.unflatten(-1, (2, 3)).transpose(-1, -2))
-
-
 def geometric_pose_loss(pred_6d: torch.Tensor, target_6d: torch.Tensor) -> torch.Tensor:
     """Mean geodesic angle (radians) between predicted and target joint rotations, both 6D (..., 6)."""
-    pred, target = _rotmat_from_6d(pred_6d.float()), _rotmat_from_6d(target_6d.float())
+    pred, target = rotmat_from_6d(pred_6d.float()), rotmat_from_6d(target_6d.float())
     # The chordal term keeps a gradient where the geodesic's arcsin is flat (identical rotations).
     chordal = (pred - target).pow(2).sum(dim=(-1, -2))
     return roma.rotmat_geodesic_distance(pred, target).mean() + 0.5 * chordal.mean()

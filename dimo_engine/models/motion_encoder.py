@@ -86,6 +86,9 @@ class MotionEncoder(ModelMixin, ConfigMixin):
             nn.GELU(),
             nn.Linear(4 * dim, aux_joints * 6),
         )
+        # The head predicts residuals around the identity rotation (see predict_pose) and starts exactly there.
+        nn.init.zeros_(self.pose_head[-1].weight)
+        nn.init.zeros_(self.pose_head[-1].bias)
         self.gradient_checkpointing = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -128,12 +131,18 @@ class MotionEncoder(ModelMixin, ConfigMixin):
         """
         cfg = self.config
         per_crop = rearrange(motion_tokens, "b f (n k) d -> b f n (k d)", n=cfg.num_crops)
-        return self.pose_head(per_crop).unflatten(-1, (cfg.aux_joints, 6))
+        residual = self.pose_head(per_crop).unflatten(-1, (cfg.aux_joints, 6))
+        # Residuals around the identity: a fresh head predicts valid rotations, not near-zero 6D vectors
+        # whose Gram-Schmidt normalisation has exploding gradients (NaN within a few steps).
+        return residual + IDENTITY_6D.to(residual)
 
 
 def rotation_6d(rotmat: torch.Tensor) -> torch.Tensor:
     """Rotation matrices `(..., 3, 3)` -> continuous 6D representation `(..., 6)` (first two columns)."""
     return rearrange(rotmat[..., :, :2], "... r c -> ... (c r)")
+
+
+IDENTITY_6D = rotation_6d(torch.eye(3))  # (6,)
 
 
 def rotmat_from_6d(six_d: torch.Tensor) -> torch.Tensor:
