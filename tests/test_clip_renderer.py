@@ -325,3 +325,19 @@ def test_scene_rig_clips_recover_smplh_parameters_and_other_rigs_write_bone_join
     bpy.context.view_layer.objects.active = rig
     assert bpy.ops.dimo.render_training_clips("EXEC_DEFAULT") == {"FINISHED"}
     load_clip(out / "train" / "clip_000001")
+
+
+def test_shards_writing_the_shared_dataset_record_at_once_do_not_collide(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "dataset.json"
+    writes = (
+        "from blender_addon.clip_renderer.writer import write_json_atomic\n"
+        f"for attempt in range(300):\n    write_json_atomic({str(path)!r}, {{'format': 'dimo-clip-dataset', 'attempt': attempt}})\n"
+    )
+    shards = [subprocess.Popen([sys.executable, "-c", writes]) for _ in range(2)]
+    assert [shard.wait(120) for shard in shards] == [0, 0]
+    assert json.loads(path.read_text())["format"] == "dimo-clip-dataset"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset.json"]

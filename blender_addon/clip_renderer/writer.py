@@ -45,7 +45,8 @@ def encode_png(rgba: np.ndarray) -> bytes:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    temporary = f"{path}.tmp"
+    # The process id keeps shards that write the same shared file (dataset.json) at once apart.
+    temporary = f"{path}.{os.getpid()}.tmp"
     with open(temporary, "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)
@@ -56,7 +57,7 @@ def write_json_atomic(path: str, payload: dict) -> None:
 
 
 def write_npz_atomic(path: str, **arrays) -> None:
-    temporary = f"{path}.tmp.npz"
+    temporary = f"{path}.{os.getpid()}.tmp.npz"
     np.savez_compressed(temporary, **arrays)
     os.replace(temporary, path)
 
