@@ -13,7 +13,6 @@ import faulthandler
 import gc
 import importlib.util
 import json
-import math
 import os
 import re
 import shutil
@@ -180,14 +179,9 @@ def export_pipeline(pipe, model: DiMoTrainingModel, ema: EMAModel | None, folder
     if ema is not None:
         ema.copy_to([p for p in model.parameters() if p.requires_grad])
     pipe.register_modules(transformer=model.transformer, body_encoder=model.body_encoder, hand_encoder=model.hand_encoder)
-    partial = folder.with_name(f".{folder.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    pipe.save_pretrained(str(partial), safe_serialization=True)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
-    return folder
+    from dimo_engine.pipelines import save_pipeline
+
+    return save_pipeline(pipe, folder)
 
 
 # -- metrics -------------------------------------------------------------------------------------------------

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,19 +143,9 @@ def reconstruction_psnr(vae, clips: ClipDataset, num_frames: int, windows: int, 
     return float(np.mean(scores))
 
 
-def save_pipeline_atomically(pipe, folder: Path) -> None:
-    partial = folder.with_name(f".{folder.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    pipe.save_pretrained(str(partial), safe_serialization=True)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
-
-
 def train_vae(config: VaeTrainConfig) -> dict:
     """Train the VAE of a (random or saved) pipeline per `config`; writes `<out>/pipeline` and returns a summary."""
-    from dimo_engine.pipelines import create_random_pipeline, load_pipeline
+    from dimo_engine.pipelines import create_random_pipeline, load_pipeline, save_pipeline
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,7 +199,7 @@ def train_vae(config: VaeTrainConfig) -> dict:
         "reconstruction_psnr_db": reconstruction_psnr(vae, clips, stats_frames, 8, config.seed),
         "windows": len(windows.windows), "clips": len(clips),
     }
-    save_pipeline_atomically(pipe, out / "pipeline")
+    save_pipeline(pipe, out / "pipeline")
     summary["pipeline"] = str(out / "pipeline")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -10,7 +10,8 @@ from dimo_engine.errors import InputError
 from dimo_engine.pipelines.pipeline_dimo import DiMoPipeline, DiMoPipelineOutput, MotionTokens
 from dimo_engine.pipelines.presets import PRESETS
 
-__all__ = ["DiMoPipeline", "DiMoPipelineOutput", "MotionTokens", "create_random_pipeline", "load_pipeline", "PRESETS"]
+__all__ = ["DiMoPipeline", "DiMoPipelineOutput", "MotionTokens", "create_random_pipeline", "load_pipeline", "save_pipeline",
+           "PRESETS"]
 
 
 def create_random_pipeline(seed: int = 0, preset: str = "tiny") -> DiMoPipeline:
@@ -69,3 +70,20 @@ def load_pipeline(path_or_none, device="auto", dtype=None) -> DiMoPipeline:
     if dtype is not None:
         pipe.transformer.to(dtype)
     return pipe.to(device)
+
+
+def save_pipeline(pipe: DiMoPipeline, folder) -> Path:
+    """`save_pretrained` (safetensors) into a temporary sibling folder, then swapped in: never half-written."""
+    import os
+    import shutil
+
+    folder = Path(folder)
+    partial = folder.with_name(f".{folder.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    pipe.save_pretrained(str(partial), safe_serialization=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)
+    return folder
+
