@@ -1,6 +1,5 @@
 """The shipped default model (dimo_engine/weights/default): complete, small, trained, and generates at its size."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
