@@ -1,6 +1,5 @@
 """The shipped default model (dimo_engine/weights/default): complete, small, trained, and generates at its size."""
 
-
 import numpy as np
 import pytest
 import torch
