@@ -80,14 +80,11 @@ class DiMoTrainingModel(nn.Module):
 
     def forward(self, driving_frames, hand_boxes, noisy, timesteps, target_rays, reference_latents, reference_rays,
                 drop_motion, with_pose_heads: bool, control_maps=None):
-        from dimo_engine.models.motion_encoder import crop_hands
+        from dimo_engine.models.motion_encoder import encode_motion_tokens
 
-        body = self.body_encoder(driving_frames)  # (B, F, Kb, D)
-        hand_crops = crop_hands(driving_frames, hand_boxes, self.hand_encoder.config.image_size)  # (B, F, 2, 3, s, s)
-        hands = self.hand_encoder(hand_crops)  # (B, F, 2*Kh, D)
         # The heads run only while their loss weight is above 0; afterwards they cost nothing.
-        body_pose = self.body_encoder.predict_pose(body) if with_pose_heads else None  # (B, F, 1, 22, 6)
-        hand_pose = self.hand_encoder.predict_pose(hands) if with_pose_heads else None  # (B, F, 2, 15, 6)
+        body, hands, body_pose, hand_pose = encode_motion_tokens(
+            self.body_encoder, self.hand_encoder, driving_frames, hand_boxes, with_pose=with_pose_heads)
         motion_tokens = self.transformer.drop_motion(torch.cat([body, hands], dim=2), drop_motion)
         velocity = self.transformer(
             noisy, timesteps, motion_tokens=motion_tokens, camera_rays=target_rays,

@@ -200,3 +200,19 @@ def crop_hands(frames: torch.Tensor, hand_boxes: torch.Tensor, size: int) -> tor
         (size, size),
     )
     return rearrange(crops, "(b f n) c h w -> b f n c h w", b=batch, f=num_frames)
+
+
+def encode_motion_tokens(body_encoder: MotionEncoder, hand_encoder: MotionEncoder, frames: torch.Tensor,
+                         hand_boxes: torch.Tensor, with_pose: bool = False):
+    """Where driving frames become motion tokens, for inference and training alike.
+
+    frames `(B, F, 3, H, W)` in [0, 1], hand_boxes `(B, F, 2, 4)` pixel boxes -> (body tokens `(B, F, Kb, D)`,
+    hand tokens `(B, F, Kh, D)`, body pose 6D `(B, F, 1, 22, 6)` or None, hand pose 6D `(B, F, 2, 15, 6)` or None).
+    The pose heads are training-only: they run only `with_pose`.
+    """
+    body = body_encoder(frames)  # (B, F, Kb, D)
+    hands = hand_encoder(crop_hands(frames, hand_boxes, hand_encoder.config.image_size))  # (B, F, Kh, D)
+    if not with_pose:
+        return body, hands, None, None
+    return body, hands, body_encoder.predict_pose(body), hand_encoder.predict_pose(hands)
+

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from dimo_engine.errors import InputError
 from dimo_engine.models.conditioning import check_frame_count
 from dimo_engine.models.keypoint_locator import KeypointLocator
-from dimo_engine.models.motion_encoder import MotionEncoder, crop_hands
+from dimo_engine.models.motion_encoder import MotionEncoder, encode_motion_tokens
 from dimo_engine.models.transformer_dimo import DiMoTransformer3DModel
 
 
@@ -181,20 +181,21 @@ class DiMoPipeline(DiffusionPipeline):
         `(B, F, 2, 4)` -> (MotionTokens, body pose 6D `(B, F, 22, 6)`, hand pose 6D `(B, F, 2, 15, 6)`).
         Runs with gradients; pose targets come from `dimo_engine.models.motion_encoder.body_pose_targets` and
         `hand_pose_targets`."""
+        tokens, body_pose, hand_pose = self._motion_tokens(driving_frames, hand_boxes, with_pose=True)
+        return tokens, body_pose[:, :, 0], hand_pose
+
+    def _motion_tokens(self, driving_frames, hand_boxes, with_pose: bool):
         frames = self._as_driving_batch(driving_frames)
         boxes = self._hand_boxes(frames, hand_boxes)
-        body = self.body_encoder(frames)  # (B, F, Kb, D)
-        crops = crop_hands(frames, boxes.to(frames.dtype), self.hand_encoder.config.image_size)
-        hands = self.hand_encoder(crops)  # (B, F, Kh, D)
-        body_pose = self.body_encoder.predict_pose(body)[:, :, 0]
-        hand_pose = self.hand_encoder.predict_pose(hands)
+        body, hands, body_pose, hand_pose = encode_motion_tokens(self.body_encoder, self.hand_encoder, frames, boxes,
+                                                                 with_pose)
         return MotionTokens(body, hands), body_pose, hand_pose
 
     @torch.no_grad()
     def encode_motion(self, driving_frames, hand_boxes=None) -> MotionTokens:
         """Driving frames `(F, 3, H, W)` or `(B, F, 3, H, W)` float [0, 1] (person-centred), optional hand boxes
         `(..., F, 2, 4)` pixel [x0, y0, x1, y1] -> reusable `MotionTokens` (B, F, K, D)."""
-        tokens, _, _ = self.motion_tokens_with_pose(driving_frames, hand_boxes)
+        tokens, _, _ = self._motion_tokens(driving_frames, hand_boxes, with_pose=False)
         return tokens
 
     # ---- latents and cameras --------------------------------------------------------------------------------
