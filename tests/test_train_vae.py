@@ -12,7 +12,7 @@ from dimo_engine.errors import InputError
 from dimo_engine.pipelines import load_pipeline
 from dimo_engine.pipelines.presets import PRESETS
 from tests.fixtures_clips import write_dataset
-from training.train_vae import FrameWindows, VaeTrainConfig, autoencoder_loss, train_vae
+from training.train_vae import FrameWindows, VaeTrainConfig, autoencoder_loss, start_posterior_narrow, train_vae
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,26 @@ def test_autoencoder_loss_decreases_on_a_fixed_batch():
         optimizer.step()
         losses.append(parts["l1"] + parts["mse"])
     assert np.mean(losses[-5:]) < 0.75 * losses[0]
+
+
+@pytest.mark.slow
+def test_default_learning_rate_learns_image_content_not_just_the_mean_colour():
+    # A too-high learning rate leaves Wan's VAE at the batch-mean colour for good: grey-washed frames whatever
+    # the DiT does (the first default model shipped so). The default rate must beat that constant by far.
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**PRESETS["tiny-cpu"]["vae"]).train()
+    start_posterior_narrow(vae, VaeTrainConfig.initial_logvar)
+    noise = torch.rand(4, 3, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    pixels = (torch.nn.functional.avg_pool3d(noise, (1, 5, 5), 1, (0, 2, 2)) * 3).clamp(-1, 1)
+    mean_colour_l1 = (pixels - pixels.mean(dim=(0, 2, 3, 4), keepdim=True)).abs().mean().item()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=VaeTrainConfig.learning_rate)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(80):
+        loss, parts = autoencoder_loss(vae, pixels, kl_weight=1e-6, generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert parts["l1"] < 0.6 * mean_colour_l1
 
 
 def test_frame_windows_draws_cropped_batches_and_refuses_bad_frame_counts(clips_root):
