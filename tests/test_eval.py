@@ -339,22 +339,22 @@ def test_bench_views_writes_table_docs_videos_and_sheet(bench_data, tmp_path, ca
     out = tmp_path / "out"
     code = main(["bench-views", "--data", str(bench_data), "--model", f"DiMo={folders['dimo']}",
                  "--model", f"2D pose={folders['pose2d']}", "--pose2d", "2D pose", "--steps", "1",
-                 "--examples", "1", "--out", str(out), "--docs", str(docs), "--note", "test run"])
+                 "--examples", "1", "--out", str(out), "--docs", str(docs), "--note", "test run", "--vae-bound"])
     assert code == 0
     table = (out / "table.md").read_text()
     for kind in ("driving", "novel_90", "moving"):
-        for method in ("DiMo", "2D pose"):
+        for method in ("DiMo", "2D pose", bench.VAE_BOUND):
             assert f"| {kind} | {method} |" in table
     assert "NOT met" in table or "met" in table
     written = docs.read_text()
     assert written.startswith("# Benchmark\n\nintro") and written.rstrip().endswith("after")
     assert "old" not in written and "| novel_90 | DiMo |" in written
     results = json.loads((out / "results.json").read_text())
-    assert len(results["rows"]) == 2 * 3  # two methods x three targets
+    assert len(results["rows"]) == 3 * 3  # two methods and the VAE bound x three targets
     assert all(0.0 <= row["iou"] <= 1.0 and row["psnr"] > 0 for row in results["rows"])
     assert sorted(p.name for p in out.glob("*.mp4")) == ["test_clip_000000_moving_orbit.mp4", "test_clip_000000_novel_az090.mp4"]
     with Image.open(out / "contact_sheet.png") as sheet:
-        assert sheet.width == 4 * 32  # driving | ground truth | DiMo | 2D pose
+        assert sheet.width == 5 * 32  # driving | ground truth | DiMo | 2D pose | ground truth via VAE
     assert "test run" in capsys.readouterr().out
 
     assert main(["bench-views", "--data", str(bench_data), "--model", "DiMo", "--out", str(tmp_path / "bad")]) == 2

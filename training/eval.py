@@ -216,6 +216,17 @@ def generate_target(pipe, clip, target: BenchTarget, settings: BenchSettings) ->
     return output.frames[0].float().cpu().clamp(0, 1)  # (F, 3, H, W)
 
 
+VAE_BOUND = "ground truth via VAE"  # the reference row of `run_benchmark(vae_bound=True)`
+
+
+@torch.no_grad()
+def vae_roundtrip(pipe, frames: torch.Tensor) -> torch.Tensor:
+    """Ground-truth frames `(F, 3, H, W)` in [0, 1] through the pipeline's VAE (encode, posterior mode, decode):
+    the best any method decoding with this VAE can score, so the table shows how much of a gap is the VAE's."""
+    latents = pipe.encode_video_latents(frames[None])
+    return ((pipe.decode_latents(latents)[0].float().cpu() + 1.0) / 2.0).clamp(0, 1).permute(1, 0, 2, 3)
+
+
 # -- the benchmark -------------------------------------------------------------------------------------------
 
 
@@ -247,9 +258,10 @@ class BenchResult:
 
 
 def run_benchmark(methods: dict, clips, locator, settings: BenchSettings, out_dir, num_examples: int = 2,
-                  example_kinds=("novel_90", "moving"), log=print) -> BenchResult:
+                  example_kinds=("novel_90", "moving"), log=print, vae_bound: bool = False) -> BenchResult:
     """Score every method (name -> DiMoPipeline) on every benchmark target of `clips`; write side-by-side MP4s
-    and a contact sheet of the first `num_examples` clips' `example_kinds` targets into `out_dir`."""
+    and a contact sheet of the first `num_examples` clips' `example_kinds` targets into `out_dir`.
+    `vae_bound` adds the row `VAE_BOUND`: the ground truth through the first method's VAE (`vae_roundtrip`)."""
     from dimo_engine.video_io import write_video
 
     out_dir = Path(out_dir)
@@ -259,16 +271,22 @@ def run_benchmark(methods: dict, clips, locator, settings: BenchSettings, out_di
     if len(sizes) != 1:
         raise InputError(f"The models make videos of different sizes {sorted(sizes)}; compare models of one size.")
     num_frames, height, width = sizes.pop()
-    rows, seconds, examples = [], {name: 0.0 for name in methods}, []
+    generators = {name: (lambda clip, target, pipe=pipe: generate_target(pipe, clip, target, settings))
+                  for name, pipe in methods.items()}
+    if vae_bound:
+        first = next(iter(methods.values()))
+        generators[VAE_BOUND] = lambda clip, target: vae_roundtrip(first, target_truth(
+            clip, target.view, np.arange(num_frames), height, width).frames)
+    rows, seconds, examples = [], {name: 0.0 for name in generators}, []
     for target in targets:
         clip = clips[target.clip_index]
         indices = np.arange(num_frames)
         truth = target_truth(clip, target.view, indices, height, width)
         keep = target.clip_index < num_examples and target.kind in example_kinds
         generated_by_method = {}
-        for name, pipe in methods.items():
+        for name, generate in generators.items():
             started = time.perf_counter()
-            generated = generate_target(pipe, clip, target, settings)
+            generated = generate(clip, target)
             seconds[name] += time.perf_counter() - started
             metrics = score(generated, truth, locator)
             rows.append({"method": name, "clip_id": target.clip_id, "view": target.view, "kind": target.kind, **metrics})
@@ -286,7 +304,7 @@ def run_benchmark(methods: dict, clips, locator, settings: BenchSettings, out_di
             write_video(strip.permute(0, 2, 3, 1).numpy(), out_dir / name, fps=clip.fps)
     if examples:
         write_contact_sheet(examples, out_dir / "contact_sheet.png")
-    result = BenchResult(list(methods), rows, seconds)
+    result = BenchResult(list(generators), rows, seconds)
     _write_json_atomic(out_dir / "results.json", {"rows": rows, "summary": result.summary(), "seconds": seconds})
     return result
 

@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--docs", default=None, help="also write the table into this Markdown file (between bench-views markers)")
     parser.add_argument("--note", default="", help="a line printed above the table (data, budget, device)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vae-bound", action="store_true",
+                        help="add a reference row: the ground truth through the first model's VAE (the ceiling its VAE sets)")
 
 
 def parse_models(specs: list[str]) -> dict[str, str]:
@@ -73,7 +75,8 @@ def run(args) -> int:
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
     settings = BenchSettings(num_inference_steps=args.steps, motion_guidance_scale=args.guidance, seed=args.seed)
-    result = run_benchmark(pipes, clips, locator, settings, args.out, num_examples=args.examples)
+    result = run_benchmark(pipes, clips, locator, settings, args.out, num_examples=args.examples,
+                           vae_bound=args.vae_bound)
 
     first = next(iter(models))
     checks = bar_check(result, first, args.pose2d, args.joints3d)
