@@ -53,7 +53,8 @@ def test_shipped_model_is_trained_not_random(shipped):
     random = create_random_pipeline(seed=0, preset="tiny-cpu")
     assert shipped.keypoint_locator is not None and shipped.keypoint_locator.config.trained
     assert not np.allclose(shipped.vae.config.latents_std, random.vae.config.latents_std)
-    # The trained VAE reconstructs a simple figure far better than a random one of the same size.
+    # The trained VAE reconstructs a simple figure far better than a random one of the same size (the colourless
+    # first default VAE scored 19.2 dB here).
     size = shipped.config.height
     video = torch.stack([figure_image(size, shift) for shift in range(5)])[None]  # (1, 5, 3, H, W)
 
@@ -63,7 +64,7 @@ def test_shipped_model_is_trained_not_random(shipped):
         return peak_signal_noise_ratio((decoded.permute(0, 2, 1, 3, 4) + 1) / 2, video, data_range=1.0).item()
 
     trained, untrained = psnr(shipped), psnr(random)
-    assert trained > 16.0 and trained > untrained + 5.0, (trained, untrained)
+    assert trained > 21.0 and trained > untrained + 5.0, (trained, untrained)  # shipped: 22.9 dB
 
 
 @pytest.mark.slow
