@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
     "camera": ("camera", "write a camera path file from a text phrase such as 'orbit left 90 degrees'"),
     "demo": ("demo", "the main job in one command: render a held-out motion, re-enact it from an orbiting camera, write a sheet"),
+    "probe-conditions": ("probe_conditions", "which conditions a trained model reads: its loss with the reference, motion or control taken away"),
     "bench-views": ("bench_views", "score DiMo and its baselines on held-out clips from driving, novel and moving views"),
     "build-extension": ("build_extension", "validate blender_manifest.toml and zip the Blender extension (add-on only)"),
 }
