@@ -1,5 +1,7 @@
 """View-rich pairs: the three kinds, their cameras and frames, determinism, augmentation on driving frames only."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,30 @@ def test_sample_numbers_resume_and_shard_without_overlap():
     assert list(SampleNumbers(2, 2, 1, 0, 3, 5)) == full[3 * 4:]
     ranks = [list(SampleNumbers(2, 1, 2, r, 0, 3)) for r in range(2)]
     assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == list(range(12))
+
+
+def test_a_stale_latent_cache_is_ignored_with_one_warning(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    from dimo_engine.pipelines import create_random_pipeline
+    from training.cache_latents import cache_dataset_latents, vae_cache_tag
+
+    clips = ClipDataset(write_dataset(tmp_path / "clips", num_clips=1, num_frames=7, size=32), "train")
+    vae = create_random_pipeline(seed=0, preset="tiny").vae
+    vae.save_pretrained(tmp_path / "a")
+    vae.save_pretrained(tmp_path / "b")
+    loaded = AutoencoderKLWan.from_pretrained(tmp_path / "b")
+    # The same VAE loaded from another folder keeps its tag (and so its cache); changed weights do not.
+    assert vae_cache_tag(AutoencoderKLWan.from_pretrained(tmp_path / "a")) == vae_cache_tag(loaded)
+    cache_dataset_latents(clips, vae, num_frames=5, height=32, width=32, window_stride=2)
+    fresh = _dataset(clips, latent_cache=True, cache_tag=vae_cache_tag(loaded))[0]
+    assert "target_latent_mean" in fresh and "target_frames" not in fresh
+    with torch.no_grad():
+        loaded.decoder.conv_out.bias.add_(0.01)
+    stale = _dataset(clips, latent_cache=True, cache_tag=vae_cache_tag(loaded))
+    with pytest.warns(UserWarning, match="made by another VAE"):
+        example = stale[0]
+    assert "target_frames" in example and "target_latent_mean" not in example
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stale[1]  # warned once per dataset, not at every step

@@ -21,8 +21,11 @@ from training.pairs import REFERENCE_FRAME, latent_cache_path, view_pixels, wind
 
 
 def vae_cache_tag(vae) -> str:
-    """A short fingerprint of the VAE (config and weights): a cache made by another VAE is ignored."""
-    digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+    """A short fingerprint of the VAE (config and weights): a cache made by another VAE is ignored. Private config
+    entries (`_name_or_path`, `_diffusers_version`) are left out: the same VAE loaded from another folder (an exported
+    pipeline, the shipped weights) keeps its cache."""
+    config = {key: value for key, value in dict(vae.config).items() if not key.startswith("_")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, parameter in sorted(vae.state_dict().items()):
             digest.update(name.encode())

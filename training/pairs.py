@@ -7,6 +7,7 @@ Driving frames (and only they) go through the perspective/appearance augmentatio
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,7 @@ class ViewPairDataset(torch.utils.data.Dataset):
         self.augmentation = augmentation
         self.latent_cache = latent_cache
         self.cache_tag = cache_tag
+        self._warned_stale_cache = False
         self.items = [
             (clip_index, start)
             for clip_index, path in enumerate(clips.clip_paths)
@@ -150,6 +152,11 @@ class ViewPairDataset(torch.utils.data.Dataset):
 
         with safe_open(str(path), framework="pt") as cache:
             if cache.metadata().get("tag") != self.cache_tag or f"window_{start}_mean" not in cache.keys():
+                if not self._warned_stale_cache:
+                    self._warned_stale_cache = True
+                    warnings.warn(f"{path}: the latent cache was made by another VAE (or for other windows); encoding "
+                                  f"with the VAE at every step instead, several times slower. Run `dimo cache-latents` "
+                                  f"with this config to refresh it.", stacklevel=2)
                 return None
             return {
                 "mean": cache.get_tensor(f"window_{start}_mean"), "std": cache.get_tensor(f"window_{start}_std"),
