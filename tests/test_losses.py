@@ -13,6 +13,7 @@ from training.losses import (
     geometric_pose_loss,
     motion_keep_mask,
     noisy_latents,
+    person_cell_weights,
     sample_flow_sigmas,
 )
 
@@ -52,6 +53,33 @@ def test_flow_matching_loss_is_zero_for_the_true_velocity_and_positive_otherwise
     assert flow_matching_loss(noise - x0, x0, noise, sigmas).item() == pytest.approx(0.0, abs=1e-12)
     wrong = flow_matching_loss(torch.zeros_like(x0), x0, noise, sigmas, weighting_scheme="cosmap")
     assert wrong.item() > 0.1
+
+
+def test_person_cell_weights_follow_the_mask_through_the_vae_grid():
+    masks = torch.zeros(1, 9, 16, 16)  # 9 frames -> latent frames {0}, {1..4}, {5..8}; 16 px -> 4 x 4 cells
+    masks[0, 0, 0:4, 0:4] = 1.0  # frame 0: the top-left cell, fully
+    masks[0, 6, 12:16, 8:10] = 1.0  # one frame of the third latent frame: half of a bottom cell
+    weights = person_cell_weights(masks, (1, 16, 3, 4, 4), extra_weight=10.0)
+    assert weights.shape == (1, 1, 3, 4, 4)
+    assert weights[0, 0, 0, 0, 0] == pytest.approx(11.0) and weights[0, 0, 2, 3, 2] == pytest.approx(6.0)
+    assert (weights == 1.0).sum() == 3 * 16 - 2  # every other cell keeps weight 1
+    with pytest.raises(ValueError, match="latent frames"):
+        person_cell_weights(masks[:, :8], (1, 16, 3, 4, 4), extra_weight=10.0)
+
+
+def test_cell_weights_move_the_balance_not_the_scale_of_the_loss():
+    x0, noise, sigmas = torch.zeros(1, 2, 1, 2, 2), torch.zeros(1, 2, 1, 2, 2), torch.tensor([0.5])
+    prediction = torch.zeros_like(x0)
+    prediction[0, :, 0, 0, 0] = 1.0  # an error of 1 in one cell of four
+    assert flow_matching_loss(prediction, x0, noise, sigmas).item() == pytest.approx(0.25)
+    assert flow_matching_loss(prediction, x0, noise, sigmas, cell_weights=torch.ones(1, 1, 1, 2, 2)).item() == pytest.approx(0.25)
+    weights = torch.ones(1, 1, 1, 2, 2)
+    weights[0, 0, 0, 0, 0] = 7.0  # the erring cell weighs 7 of 10
+    assert flow_matching_loss(prediction, x0, noise, sigmas, cell_weights=weights).item() == pytest.approx(0.7)
+    # the same error on a cell of weight 1 now counts less than unweighted
+    weights = torch.ones(1, 1, 1, 2, 2)
+    weights[0, 0, 0, 1, 1] = 7.0
+    assert flow_matching_loss(prediction, x0, noise, sigmas, cell_weights=weights).item() == pytest.approx(0.1)
 
 
 def test_sampled_sigmas_follow_the_scheduler_shift():

@@ -115,6 +115,16 @@ def test_sample_numbers_resume_and_shard_without_overlap():
     assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == list(range(12))
 
 
+def test_person_masks_are_the_target_views_alpha(clips):
+    plain, masked = _dataset(clips)[4], _dataset(clips, person_masks=True)[4]
+    assert "target_mask" not in plain
+    mask = masked["target_mask"]
+    assert mask.shape == (5, 32, 32) and 0.0 < mask.mean() < 0.5 and mask.min() == 0.0
+    view = clips[int(masked["clip_index"])].views[_dataset(clips).choose(4).target_view]
+    alpha = torch.from_numpy(view.frames(masked["frame_indices"].numpy())[..., 3]).float() / 255.0
+    assert torch.allclose(mask, alpha)  # the fixture renders at the example size: no resampling
+
+
 def test_a_stale_latent_cache_is_ignored_with_one_warning(tmp_path):
     from diffusers import AutoencoderKLWan
 

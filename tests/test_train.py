@@ -1,6 +1,7 @@
 """The training loop end to end on tiny synthetic clips: resume, cache, annealing, loss going down, 2 processes, export."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -73,6 +74,16 @@ def test_latent_cache_gives_the_same_losses(dataset, tmp_path):
     train(_config(cached_root, tmp_path / "without", max_steps="3", use_latent_cache="false"))
     with_cache, without = _metrics(tmp_path / "with"), _metrics(tmp_path / "without")
     assert [m["loss"] for m in with_cache] == pytest.approx([m["loss"] for m in without], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_person_weighted_loss_reweighs_the_same_step(dataset, tmp_path):
+    train(_config(dataset, tmp_path / "plain", max_steps="2", use_latent_cache="false"))
+    train(_config(dataset, tmp_path / "person", max_steps="2", use_latent_cache="false", person_loss_weight="20"))
+    plain, person = _metrics(tmp_path / "plain"), _metrics(tmp_path / "person")
+    assert all(math.isfinite(m["flow_loss"]) for m in person)
+    # Step 1: the same weights, sample and noise, so only the weighting of the cells differs.
+    assert person[0]["flow_loss"] != pytest.approx(plain[0]["flow_loss"], rel=1e-4)
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ class TrainConfig:
     aux_schedule: str = "cosine"  # constant | linear | cosine
     hand_aux_weight: float = 1.0  # relative weight of the hand head within the geometric loss
     motion_dropout: float = 0.1  # probability of dropping a sample's motion tokens (CFG)
+    person_loss_weight: float = 0.0  # extra flow-loss weight on latent cells the person covers (1 + this x coverage)
 
     # optimisation
     seed: int = 0
@@ -171,6 +172,8 @@ def check_config(config: TrainConfig) -> None:
         raise InputError(f"control = {config.control!r}; use none (DiMo), pose2d or joints3d-noisy (the baselines).")
     if config.aux_schedule not in ("constant", "linear", "cosine"):
         raise InputError(f"aux_schedule = {config.aux_schedule!r}; use constant, linear or cosine.")
+    if config.person_loss_weight < 0:
+        raise InputError(f"person_loss_weight = {config.person_loss_weight}; use 0 (off) or a positive extra weight.")
     if config.mixed_precision not in ("no", "fp16", "bf16"):
         raise InputError(f"mixed_precision = {config.mixed_precision!r}; use no, fp16 or bf16.")
 

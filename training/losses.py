@@ -11,6 +11,7 @@ import math
 
 import roma
 import torch
+import torch.nn.functional as F
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 
 from dimo_engine.models.motion_encoder import rotmat_from_6d
@@ -52,14 +53,41 @@ def noisy_latents(x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -
 
 
 def flow_matching_loss(
-    model_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, weighting_scheme: str = "none"
+    model_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor, weighting_scheme: str = "none",
+    cell_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Weighted MSE of the predicted velocity against noise - x0 (FlowMatchEulerDiscreteScheduler's convention)."""
+    """Weighted MSE of the predicted velocity against noise - x0 (FlowMatchEulerDiscreteScheduler's convention).
+
+    `cell_weights` (B, 1, T, h, w), optional: a weight per latent cell (`person_cell_weights`); each sample's loss is
+    then the weighted mean over its cells, so the loss keeps its scale and only the balance between cells moves."""
     target = noise - x0
     weighting = compute_loss_weighting_for_sd3(weighting_scheme, sigmas=sigmas.float())
     weighting = weighting.reshape(-1, *([1] * (x0.ndim - 1)))
-    per_sample = (weighting * (model_pred.float() - target.float()) ** 2).flatten(1).mean(dim=1)  # (B,)
-    return per_sample.mean()
+    error = weighting * (model_pred.float() - target.float()) ** 2
+    if cell_weights is None:
+        return error.flatten(1).mean(dim=1).mean()
+    cell_weights = cell_weights.float().expand_as(error)
+    return ((cell_weights * error).flatten(1).sum(dim=1) / cell_weights.flatten(1).sum(dim=1)).mean()
+
+
+def person_coverage(masks: torch.Tensor, latent_shape, temporal_factor: int = 4) -> torch.Tensor:
+    """Person masks `(B, F, H, W)` in [0, 1] -> how much of each latent cell the person covers, `(B, 1, T, h, w)`.
+
+    Coverage of a cell is the mask's mean over its pixels, the largest over the frames the cell encodes (Wan's causal
+    VAE: latent frame 0 is frame 0, latent frame t >= 1 is frames 4t-3 .. 4t)."""
+    _, _, num_t, h, w = latent_shape
+    coverage = F.adaptive_avg_pool2d(masks.float(), (h, w))  # (B, F, h, w)
+    first, rest = coverage[:, :1], coverage[:, 1:]
+    if rest.shape[1] != (num_t - 1) * temporal_factor:
+        raise ValueError(f"{masks.shape[1]} mask frames do not make {num_t} latent frames of {temporal_factor}.")
+    rest = rest.unflatten(1, (num_t - 1, temporal_factor)).amax(dim=2)  # (B, T-1, h, w)
+    return torch.cat([first, rest], dim=1).unsqueeze(1)
+
+
+def person_cell_weights(masks: torch.Tensor, latent_shape, extra_weight: float, temporal_factor: int = 4) -> torch.Tensor:
+    """Latent-cell loss weights `(B, 1, T, h, w)` = 1 + extra_weight x `person_coverage`. The person fills ~4 % of a
+    training frame, so without this the background dominates the loss and the motion it should follow barely counts."""
+    return 1.0 + extra_weight * person_coverage(masks, latent_shape, temporal_factor)
 
 
 def geometric_pose_loss(pred_6d: torch.Tensor, target_6d: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,14 @@ def view_pixels(view: ClipView, indices, height: int, width: int) -> torch.Tenso
     return frames
 
 
+def view_masks(view: ClipView, indices, height: int, width: int) -> torch.Tensor:
+    """The person mask (the frames' alpha) of a view as float (F, height, width) in [0, 1]."""
+    alpha = torch.from_numpy(view.frames(indices)[..., 3]).float()[:, None] / 255.0  # (F, 1, H0, W0)
+    if alpha.shape[-2:] != (height, width):
+        alpha = F.interpolate(alpha, size=(height, width), mode="area")
+    return alpha[:, 0]
+
+
 def latent_cache_path(view: ClipView, num_frames: int, height: int, width: int) -> Path:
     """Where `cache_latents` stores a view's latents for this example size (beside the clip's frames)."""
     return view.folder / f"latents_{num_frames}f_{height}x{width}.safetensors"
@@ -68,6 +76,7 @@ class ViewPairDataset(torch.utils.data.Dataset):
             dimo_engine.augmentation.DrivingAugmentation; applied to driving frames only.
         latent_cache: read target/reference latents from `latent_cache_path` files when they exist
             (then target pixels are not loaded at all); `cache_tag` must match the tag written there.
+        person_masks: also give the target's person mask, "target_mask" (F, H, W), for a person-weighted loss.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class ViewPairDataset(torch.utils.data.Dataset):
         augmentation=None,
         latent_cache: bool = False,
         cache_tag: str = "",
+        person_masks: bool = False,
     ):
         self.clips = clips
         self.num_frames, self.height, self.width = num_frames, height, width
@@ -96,6 +106,7 @@ class ViewPairDataset(torch.utils.data.Dataset):
         self.augmentation = augmentation
         self.latent_cache = latent_cache
         self.cache_tag = cache_tag
+        self.person_masks = person_masks
         self._warned_stale_cache = False
         self.items = [
             (clip_index, start)
@@ -204,6 +215,8 @@ class ViewPairDataset(torch.utils.data.Dataset):
         else:
             example["target_frames"] = self._pixels(target, indices)  # (F, 3, H, W) in [0, 1]
             example["reference_image"] = self._pixels(reference, [REFERENCE_FRAME])[0]  # (3, H, W)
+        if self.person_masks:
+            example["target_mask"] = view_masks(target, indices, self.height, self.width)  # (F, H, W) in [0, 1]
         return example
 
 

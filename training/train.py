@@ -37,6 +37,7 @@ from training.losses import (
     geometric_pose_loss,
     motion_keep_mask,
     noisy_latents,
+    person_cell_weights,
     sample_flow_sigmas,
 )
 from training.pairs import SampleNumbers, ViewPairDataset
@@ -115,7 +116,8 @@ def select_trainable(model: DiMoTrainingModel, config: TrainConfig) -> list[nn.P
 # -- data ----------------------------------------------------------------------------------------------------
 
 
-def build_dataset(config: TrainConfig, pipe) -> ViewPairDataset:
+def build_dataset(config: TrainConfig, pipe, person_masks: bool = False) -> ViewPairDataset:
+    """The training pairs of `config`; with the person masks when the loss weighs the person or `person_masks`."""
     spatial = getattr(pipe.vae.config, "scale_factor_spatial", 8)  # pixels per latent cell
     unshuffle = pipe.transformer.config.camera_unshuffle
     from dimo_engine.augmentation import DrivingAugmentation
@@ -127,6 +129,7 @@ def build_dataset(config: TrainConfig, pipe) -> ViewPairDataset:
         ray_height=config.height // spatial * unshuffle, ray_width=config.width // spatial * unshuffle,
         ratios=config.pair_ratios, window_stride=config.window_stride, seed=config.seed,
         augmentation=augmentation, latent_cache=config.use_latent_cache, cache_tag=vae_cache_tag(pipe.vae),
+        person_masks=person_masks or config.person_loss_weight > 0,
     )
 
 
@@ -284,7 +287,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                     timesteps.to(x0.device), batch["target_rays"], reference, batch["reference_rays"], drop,
                     with_pose_heads=aux_weight > 0, control_maps=control,
                 )
-            flow_loss = flow_matching_loss(velocity, x0, noise, sigmas.to(x0.device), config.loss_weighting)
+            cell_weights = None
+            if config.person_loss_weight > 0:
+                cell_weights = person_cell_weights(batch["target_mask"], x0.shape, config.person_loss_weight,
+                                                   pipe.vae_scale_factor_temporal)
+            flow_loss = flow_matching_loss(velocity, x0, noise, sigmas.to(x0.device), config.loss_weighting, cell_weights)
             loss, aux_loss = flow_loss, torch.zeros((), device=x0.device)
             if aux_weight > 0:
                 from dimo_engine.models.motion_encoder import body_pose_targets, hand_pose_targets
