@@ -34,24 +34,27 @@ def test_null_motion_changes_the_loss_only_once_the_motion_branch_is_trained(dat
     config = _config(dataset)
     pipe = build_pipeline(config)
     fresh = probe_conditions(config, pipe, num_pairs=3, sigmas=(0.5, 0.9))
-    assert set(fresh.losses) == {AS_TRAINED, "other reference", "null motion"}
-    assert all(math.isfinite(v) for losses in fresh.losses.values() for v in losses.values())
+    assert set(fresh.losses) == {"whole frame", "person"}
+    assert set(fresh.losses["person"]) == {AS_TRAINED, "other reference", "null motion"}
+    assert all(math.isfinite(v) for region in fresh.losses.values() for losses in region.values() for v in losses.values())
+    assert fresh.losses["person"][AS_TRAINED] != fresh.losses["whole frame"][AS_TRAINED]
     # A fresh DiT's motion branch is zero-initialised: it cannot read the motion, so taking it away changes nothing...
-    assert all(abs(c) < 1e-6 for c in fresh.change("null motion").values())
+    for region in ("whole frame", "person"):
+        assert all(abs(c) < 1e-6 for c in fresh.change("null motion", region).values())
     # ...while its random backbone already attends to the in-context reference frame.
     assert all(abs(c) > 1e-4 for c in fresh.change("other reference").values())
     _randomise(pipe.transformer.motion_blocks)
     trained = probe_conditions(config, pipe, num_pairs=3, sigmas=(0.5, 0.9))
-    assert all(abs(c) > 1e-4 for c in trained.change("null motion").values())
-    assert trained.losses[AS_TRAINED] != fresh.losses[AS_TRAINED]
-    assert "| null motion |" in trained.table()
+    assert all(abs(c) > 1e-4 for c in trained.change("null motion", "person").values())
+    assert trained.losses["whole frame"][AS_TRAINED] != fresh.losses["whole frame"][AS_TRAINED]
+    assert "| person | null motion |" in trained.table()
 
 
 def test_baselines_are_probed_without_their_control_maps_not_without_motion(dataset):
     config = _config(dataset, control="pose2d", motion_dropout="1.0", aux_weight="0")
     pipe = build_pipeline(config)
     fresh = probe_conditions(config, pipe, num_pairs=2, sigmas=(0.5,))
-    assert set(fresh.losses) == {AS_TRAINED, "other reference", "no control"}  # a baseline never saw motion
+    assert set(fresh.losses["whole frame"]) == {AS_TRAINED, "other reference", "no control"}  # it never saw motion
     assert abs(fresh.change("no control")[0.5]) < 1e-6  # zero-initialised control branch
     _randomise(pipe.transformer.control_embedding)
     assert abs(probe_conditions(config, pipe, num_pairs=2, sigmas=(0.5,)).change("no control")[0.5]) > 1e-4
@@ -65,5 +68,5 @@ def test_cli_prints_the_table(dataset, tmp_path, capsys):
             "--dataset", str(dataset)] + [f"--set={k}={v}" for k, v in TINY.items()]
     assert dimo(args) == 0
     out = capsys.readouterr().out
-    assert "flow loss on 2 training pairs" in out and "| other reference |" in out
+    assert "flow loss on 2 training pairs" in out and "| whole frame | other reference |" in out
     assert dimo(["probe-conditions", "--config", "tiny-cpu", "--model", str(tmp_path / "missing")]) == 2

@@ -11,6 +11,9 @@ Variants (each against "as trained", the inputs training gave it):
 - "other reference": the reference latent and camera of another pair (another clip's character and set);
 - "null motion": the learned null motion tokens instead of the driving video's (only for models that saw motion);
 - "no control": all-zero control maps (only for the baselines' control branch).
+
+Each on the whole frame and on the person's latent cells alone: the person fills ~4 % of a frame, so a model that
+follows the motion there can still show almost no change over the whole frame.
 """
 
 from __future__ import annotations
@@ -20,33 +23,38 @@ import dataclasses
 import torch
 
 from training.config import TrainConfig
-from training.losses import flow_matching_loss, noisy_latents
+from training.losses import flow_matching_loss, noisy_latents, person_coverage
 
 AS_TRAINED = "as trained"
 DEFAULT_SIGMAS = (0.25, 0.5, 0.75, 0.95)
 
 
+REGIONS = ("whole frame", "person")
+
+
 @dataclasses.dataclass
 class ProbeResult:
-    """Mean flow loss per variant and noise level: `losses[variant][sigma]`, over `num_pairs` pairs."""
+    """Mean flow loss per region, variant and noise level: `losses[region][variant][sigma]`, over `num_pairs`
+    pairs; region "person" weighs each latent cell by how much of it the person covers (`person_coverage`)."""
 
-    losses: dict[str, dict[float, float]]
+    losses: dict[str, dict[str, dict[float, float]]]
     num_pairs: int
 
-    def change(self, variant: str) -> dict[float, float]:
+    def change(self, variant: str, region: str = "whole frame") -> dict[float, float]:
         """Relative change of the loss against "as trained", per noise level (0.1 = 10 % higher)."""
-        base = self.losses[AS_TRAINED]
-        return {sigma: loss / base[sigma] - 1.0 for sigma, loss in self.losses[variant].items()}
+        base = self.losses[region][AS_TRAINED]
+        return {sigma: loss / base[sigma] - 1.0 for sigma, loss in self.losses[region][variant].items()}
 
     def table(self) -> str:
-        sigmas = list(self.losses[AS_TRAINED])
+        sigmas = list(self.losses[REGIONS[0]][AS_TRAINED])
         lines = [f"flow loss on {self.num_pairs} training pairs (change against '{AS_TRAINED}')",
-                 "| variant | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
-                 "| --- |" + " ---: |" * len(sigmas)]
-        for variant, losses in self.losses.items():
-            change = self.change(variant)
-            cells = [f"{losses[s]:.4f}" + ("" if variant == AS_TRAINED else f" ({change[s]:+.1%})") for s in sigmas]
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+                 "| region | variant | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
+                 "| --- | --- |" + " ---: |" * len(sigmas)]
+        for region, variants in self.losses.items():
+            for variant, losses in variants.items():
+                change = self.change(variant, region)
+                cells = [f"{losses[s]:.4f}" + ("" if variant == AS_TRAINED else f" ({change[s]:+.1%})") for s in sigmas]
+                lines.append(f"| {region} | {variant} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
@@ -58,13 +66,13 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
     from training.baselines import batch_control_maps
     from training.train import DiMoTrainingModel, build_dataset, target_latents
 
-    dataset = build_dataset(dataclasses.replace(config, augment_driving=False), pipe)
+    dataset = build_dataset(dataclasses.replace(config, augment_driving=False), pipe, person_masks=True)
     model = DiMoTrainingModel(pipe.transformer, pipe.body_encoder, pipe.hand_encoder).eval()
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_pairs].tolist()
     batches = [{k: v[None] if torch.is_tensor(v) else torch.tensor([v]) for k, v in dataset[i].items()} for i in order]
     num_pairs = len(batches)
     reads_motion = config.motion_dropout < 1.0  # the baselines always got the null tokens
-    losses: dict[str, dict[float, float]] = {}
+    losses: dict[str, dict[str, dict[float, float]]] = {region: {} for region in REGIONS}
     with torch.no_grad():
         latents = [target_latents(batch, pipe.vae, torch.Generator().manual_seed(seed + i)) for i, batch in enumerate(batches)]
         for i, batch in enumerate(batches):
@@ -77,6 +85,8 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
                 variants["null motion"] = (reference, batch["reference_rays"], True, control)
             if control is not None:
                 variants["no control"] = (reference, batch["reference_rays"], not reads_motion, torch.zeros_like(control))
+            cell_weights = {"whole frame": None,
+                            "person": person_coverage(batch["target_mask"], x0.shape, pipe.vae_scale_factor_temporal)}
             for sigma in sigmas:
                 noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed * 7919 + i))
                 sigma_t = torch.tensor([float(sigma)])
@@ -86,9 +96,10 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
                     velocity, _, _ = model(batch["driving_frames"], batch["hand_boxes"], noisy, timestep,
                                            batch["target_rays"], ref, ref_rays, torch.tensor([drop]),
                                            with_pose_heads=False, control_maps=maps)
-                    loss = float(flow_matching_loss(velocity, x0, noise, sigma_t))
-                    losses.setdefault(name, {}).setdefault(float(sigma), 0.0)
-                    losses[name][float(sigma)] += loss / num_pairs
+                    for region, weights in cell_weights.items():
+                        loss = float(flow_matching_loss(velocity, x0, noise, sigma_t, cell_weights=weights))
+                        by_sigma = losses[region].setdefault(name, {})
+                        by_sigma[float(sigma)] = by_sigma.get(float(sigma), 0.0) + loss / num_pairs
             if progress is not None:
                 progress(i + 1, num_pairs)
     return ProbeResult(losses, num_pairs)
