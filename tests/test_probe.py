@@ -8,7 +8,7 @@ import torch
 from dimo_engine.cli.main import main as dimo
 from tests.fixtures_clips import write_dataset
 from training.config import load_config
-from training.probe import AS_TRAINED, probe_conditions
+from training.probe import AS_TRAINED, motion_token_spread, probe_conditions
 from training.train import build_pipeline
 
 TINY = {"preset": "tiny", "height": "32", "width": "32", "num_frames": "5", "window_stride": "2",
@@ -48,6 +48,14 @@ def test_null_motion_changes_the_loss_only_once_the_motion_branch_is_trained(dat
     assert all(abs(c) > 1e-4 for c in trained.change("null motion", "person").values())
     assert trained.losses["whole frame"][AS_TRAINED] != fresh.losses["whole frame"][AS_TRAINED]
     assert "| person | null motion |" in trained.table()
+    assert fresh.token_spread > 0.05  # a random encoder's tokens differ between driving videos
+
+
+def test_motion_token_spread_is_zero_for_an_encoder_that_ignores_its_input():
+    generator = torch.Generator().manual_seed(0)
+    varied = torch.randn(4, 3, 2, 8, generator=generator)
+    assert motion_token_spread(varied) > 0.5
+    assert motion_token_spread(torch.ones(1, 3, 2, 8).expand(4, -1, -1, -1) * 1.5) == 0.0
 
 
 def test_baselines_are_probed_without_their_control_maps_not_without_motion(dataset):
@@ -69,4 +77,5 @@ def test_cli_prints_the_table(dataset, tmp_path, capsys):
     assert dimo(args) == 0
     out = capsys.readouterr().out
     assert "flow loss on 2 training pairs" in out and "| whole frame | other reference |" in out
+    assert "motion tokens: spread across pairs" in out
     assert dimo(["probe-conditions", "--config", "tiny-cpu", "--model", str(tmp_path / "missing")]) == 2

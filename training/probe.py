@@ -19,6 +19,7 @@ follows the motion there can still show almost no change over the whole frame.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -39,6 +40,7 @@ class ProbeResult:
 
     losses: dict[str, dict[str, dict[float, float]]]
     num_pairs: int
+    token_spread: float = math.nan  # std of the motion tokens across pairs / their mean magnitude (`motion_token_spread`)
 
     def change(self, variant: str, region: str = "whole frame") -> dict[float, float]:
         """Relative change of the loss against "as trained", per noise level (0.1 = 10 % higher)."""
@@ -55,7 +57,15 @@ class ProbeResult:
                 change = self.change(variant, region)
                 cells = [f"{losses[s]:.4f}" + ("" if variant == AS_TRAINED else f" ({change[s]:+.1%})") for s in sigmas]
                 lines.append(f"| {region} | {variant} | " + " | ".join(cells) + " |")
+        lines.append(f"motion tokens: spread across pairs {self.token_spread:.3f} of their magnitude (random "
+                     f"tiny-cpu encoders: 0.45; near 0 means the encoder says the same for every driving video)")
         return "\n".join(lines)
+
+
+def motion_token_spread(tokens: torch.Tensor) -> float:
+    """Motion tokens of different driving clips `(N, F, K, D)` -> their std across the clips relative to their mean
+    magnitude: how much the tokens depend on the driving video at all. A collapsed encoder gives ~0."""
+    return float(tokens.float().std(dim=0).mean() / tokens.float().abs().mean().clamp_min(1e-12))
 
 
 def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFAULT_SIGMAS, seed: int = 123,
@@ -63,6 +73,7 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
     """The loss table of `pipe` (a trained pipeline) on `num_pairs` pairs of `config`'s dataset, drawn with `seed`.
 
     The driving frames are not augmented, and every variant of a pair sees the same x0, noise and timestep."""
+    from dimo_engine.models.motion_encoder import encode_motion_tokens
     from training.baselines import batch_control_maps
     from training.train import DiMoTrainingModel, build_dataset, target_latents
 
@@ -74,6 +85,8 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
     reads_motion = config.motion_dropout < 1.0  # the baselines always got the null tokens
     losses: dict[str, dict[str, dict[float, float]]] = {region: {} for region in REGIONS}
     with torch.no_grad():
+        tokens = torch.cat([torch.cat(encode_motion_tokens(pipe.body_encoder, pipe.hand_encoder, batch["driving_frames"],
+                                                           batch["hand_boxes"])[:2], dim=2) for batch in batches])
         latents = [target_latents(batch, pipe.vae, torch.Generator().manual_seed(seed + i)) for i, batch in enumerate(batches)]
         for i, batch in enumerate(batches):
             x0, reference = latents[i]
@@ -102,4 +115,4 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
                         by_sigma[float(sigma)] = by_sigma.get(float(sigma), 0.0) + loss / num_pairs
             if progress is not None:
                 progress(i + 1, num_pairs)
-    return ProbeResult(losses, num_pairs)
+    return ProbeResult(losses, num_pairs, motion_token_spread(tokens) if num_pairs > 1 else math.nan)
