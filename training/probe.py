@@ -28,8 +28,6 @@ from training.losses import flow_matching_loss, noisy_latents, person_coverage
 
 AS_TRAINED = "as trained"
 DEFAULT_SIGMAS = (0.25, 0.5, 0.75, 0.95)
-
-
 REGIONS = ("whole frame", "person")
 
 
@@ -75,18 +73,20 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
     The driving frames are not augmented, and every variant of a pair sees the same x0, noise and timestep."""
     from dimo_engine.models.motion_encoder import encode_motion_tokens
     from training.baselines import batch_control_maps
-    from training.train import DiMoTrainingModel, build_dataset, target_latents
+    from training.train import build_dataset, target_latents
 
     dataset = build_dataset(dataclasses.replace(config, augment_driving=False), pipe, person_masks=True)
-    model = DiMoTrainingModel(pipe.transformer, pipe.body_encoder, pipe.hand_encoder).eval()
+    transformer = pipe.transformer.eval()
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:num_pairs].tolist()
     batches = [{k: v[None] if torch.is_tensor(v) else torch.tensor([v]) for k, v in dataset[i].items()} for i in order]
     num_pairs = len(batches)
     reads_motion = config.motion_dropout < 1.0  # the baselines always got the null tokens
     losses: dict[str, dict[str, dict[float, float]]] = {region: {} for region in REGIONS}
     with torch.no_grad():
-        tokens = torch.cat([torch.cat(encode_motion_tokens(pipe.body_encoder, pipe.hand_encoder, batch["driving_frames"],
-                                                           batch["hand_boxes"])[:2], dim=2) for batch in batches])
+        # Each pair's motion tokens once (body and hand, as DiMoTrainingModel concatenates them), for every variant.
+        tokens = torch.cat([torch.cat(encode_motion_tokens(pipe.body_encoder.eval(), pipe.hand_encoder.eval(),
+                                                           batch["driving_frames"], batch["hand_boxes"])[:2], dim=2)
+                            for batch in batches])
         latents = [target_latents(batch, pipe.vae, torch.Generator().manual_seed(seed + i)) for i, batch in enumerate(batches)]
         for i, batch in enumerate(batches):
             x0, reference = latents[i]
@@ -106,9 +106,11 @@ def probe_conditions(config: TrainConfig, pipe, num_pairs: int = 16, sigmas=DEFA
                 noisy = noisy_latents(x0, noise, sigma_t)
                 timestep = sigma_t * pipe.scheduler.config.num_train_timesteps
                 for name, (ref, ref_rays, drop, maps) in variants.items():
-                    velocity, _, _ = model(batch["driving_frames"], batch["hand_boxes"], noisy, timestep,
-                                           batch["target_rays"], ref, ref_rays, torch.tensor([drop]),
-                                           with_pose_heads=False, control_maps=maps)
+                    velocity = transformer(
+                        noisy, timestep, motion_tokens=transformer.drop_motion(tokens[i:i + 1], torch.tensor([drop])),
+                        camera_rays=batch["target_rays"], reference_latents=ref, reference_rays=ref_rays,
+                        control_maps=maps,
+                    ).sample
                     for region, weights in cell_weights.items():
                         loss = float(flow_matching_loss(velocity, x0, noise, sigma_t, cell_weights=weights))
                         by_sigma = losses[region].setdefault(name, {})
