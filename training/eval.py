@@ -271,12 +271,11 @@ def run_benchmark(methods: dict, clips, locator, settings: BenchSettings, out_di
     if len(sizes) != 1:
         raise InputError(f"The models make videos of different sizes {sorted(sizes)}; compare models of one size.")
     num_frames, height, width = sizes.pop()
-    generators = {name: (lambda clip, target, pipe=pipe: generate_target(pipe, clip, target, settings))
+    generators = {name: (lambda clip, target, truth, pipe=pipe: generate_target(pipe, clip, target, settings))
                   for name, pipe in methods.items()}
     if vae_bound:
         first = next(iter(methods.values()))
-        generators[VAE_BOUND] = lambda clip, target: vae_roundtrip(first, target_truth(
-            clip, target.view, np.arange(num_frames), height, width).frames)
+        generators[VAE_BOUND] = lambda clip, target, truth: vae_roundtrip(first, truth.frames)
     rows, seconds, examples = [], {name: 0.0 for name in generators}, []
     for target in targets:
         clip = clips[target.clip_index]
@@ -286,7 +285,7 @@ def run_benchmark(methods: dict, clips, locator, settings: BenchSettings, out_di
         generated_by_method = {}
         for name, generate in generators.items():
             started = time.perf_counter()
-            generated = generate(clip, target)
+            generated = generate(clip, target, truth)
             seconds[name] += time.perf_counter() - started
             metrics = score(generated, truth, locator)
             rows.append({"method": name, "clip_id": target.clip_id, "view": target.view, "kind": target.kind, **metrics})
