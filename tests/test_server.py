@@ -1,6 +1,7 @@
 """The engine service: auth, job lifecycle, progress, cancel, cache, bad input as 4xx, a real
 `dimo serve` process on loopback, and schemathesis against the OpenAPI schema (no 5xx)."""
 
+import asyncio
 import io
 import json
 import os
@@ -243,6 +244,96 @@ def test_bad_input_is_a_4xx_with_one_sentence(service, inputs, case, status, wor
     assert isinstance(detail, str) and words in detail and "\n" not in detail
     assert set(os.listdir(runner.jobs_dir)) == jobs_before  # nothing left behind
     assert not (runner.work_dir.parent / "evil.txt").exists()
+
+
+def call_asgi(app, method, path, headers, chunks):
+    """One request straight into the ASGI app, its body handed over chunk by chunk (like a chunked upload
+    without Content-Length); returns (status, detail, response headers, body bytes the app took)."""
+    taken, messages = [0], []
+    chunks = iter(chunks)
+
+    async def receive():
+        body = next(chunks, None)
+        if body is None:
+            return {"type": "http.disconnect"}
+        taken[0] += len(body)
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    async def send(message):
+        messages.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8765)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)["detail"], dict(start["headers"]), taken[0]
+
+
+def endless_upload(block=256 * 1024, blocks=40):
+    """A multipart body with one 10 MiB video part, produced lazily."""
+    yield (b'--B\r\nContent-Disposition: form-data; name="driving"; filename="clip.mp4"\r\n'
+           b"Content-Type: video/mp4\r\n\r\n")
+    for _ in range(blocks):
+        yield b"\0" * block
+
+
+def _deleted_open_files():
+    folder = "/proc/self/fd"
+    names = []
+    for fd in os.listdir(folder):
+        try:
+            names.append(os.readlink(os.path.join(folder, fd)))
+        except OSError:
+            pass
+    return sum(name.endswith("(deleted)") for name in names)
+
+
+def test_a_request_without_the_token_is_refused_before_its_body_is_read(service):
+    _, runner, _ = service
+    app = create_app(runner, TOKEN)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        headers = {**headers, "Content-Type": "multipart/form-data; boundary=B"}
+        status, detail, _, taken = call_asgi(app, "POST", "/v1/jobs", headers, endless_upload())
+        assert status == 401 and "token" in detail
+        assert taken == 0  # not one byte of the upload was read, so none was stored
+
+
+def test_a_chunked_upload_stops_at_the_limit_with_413_and_leaves_nothing(service):
+    _, runner, _ = service
+    app = create_app(runner, TOKEN)
+    jobs_before, deleted_before = set(os.listdir(runner.jobs_dir)), _deleted_open_files()
+    headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=B"}  # no Content-Length
+    status, detail, _, taken = call_asgi(app, "POST", "/v1/jobs", headers, endless_upload())
+    assert status == 413 and "limit" in detail, detail
+    assert taken <= runner.limits.max_upload_bytes + 256 * 1024  # stopped reading at the 2 MB limit, not at 10 MiB
+    assert set(os.listdir(runner.jobs_dir)) == jobs_before
+    assert _deleted_open_files() <= deleted_before  # the parser's spooled partial file is closed (so freed)
+
+
+def test_a_full_queue_answers_429_with_retry_after(service, inputs):
+    client, runner, pipe = service
+    pipe.step_delay = 0.25
+    runner.limits.max_queued_jobs = 1
+    try:
+        running = client.post("/v1/jobs", headers=AUTH, **job_files(inputs, settings={"num_inference_steps": 40})).json()["job_id"]
+        wait_for(client, running, statuses=("running",))
+        waiting = client.post("/v1/jobs", headers=AUTH, **job_files(inputs))
+        assert waiting.status_code == 202
+        jobs_before = set(os.listdir(runner.jobs_dir))
+        refused = client.post("/v1/jobs", headers=AUTH, **job_files(inputs))
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+        assert "waiting" in refused.json()["detail"]
+        assert set(os.listdir(runner.jobs_dir)) == jobs_before  # the refused upload was not stored
+        for job_id in (running, waiting.json()["job_id"]):
+            client.post(f"/v1/jobs/{job_id}/cancel", headers=AUTH)
+        wait_for(client, running)
+        assert client.post("/v1/jobs", headers=AUTH, **job_files(inputs)).status_code == 202  # room again
+    finally:
+        pipe.step_delay = 0.0
+        runner.limits.max_queued_jobs = 16
 
 
 def test_motion_cache_is_keyed_by_driving_bytes_and_model(tmp_path):

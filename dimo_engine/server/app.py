@@ -3,6 +3,8 @@ save uploads under names of their own, and hand them to the `JobRunner`.
 
 No path from a request is trusted: uploads are stored as `inputs/reference.png`,
 `inputs/camera_00.json`, ... and only the file suffix is taken from the client, from a whitelist.
+Nothing is read from a request before its token is checked, and no body is read past the
+upload limit (`RequestGate`, which runs before FastAPI parses a form).
 """
 
 import asyncio
@@ -19,10 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 
 from dimo_engine import __version__
 from dimo_engine.errors import InputError
-from dimo_engine.server.jobs import TERMINAL_STATUSES, Job, JobRunner
+from dimo_engine.server.jobs import TERMINAL_STATUSES, Job, JobRunner, QueueFull
 from dimo_engine.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 _FRAME_NAME = re.compile(r"^[0-9]{4}\.png$")
@@ -82,7 +85,11 @@ class DeletedOut(BaseModel):
     deleted: bool
 
 
-_ERRORS = {status: {"model": ErrorOut} for status in (401, 404, 413, 422)}
+_ERRORS = {status: {"model": ErrorOut} for status in (401, 404, 413, 422, 429)}
+_TOKEN_HELP = ("missing or wrong token; send 'Authorization: Bearer <token>' with the token printed by 'dimo serve' "
+               "(also in its token file)")
+# Seconds a client is asked to wait when the queue is full: about one small job on a CPU.
+_RETRY_AFTER_S = 30
 
 
 def create_app(runner: JobRunner, token: str) -> FastAPI:
@@ -94,9 +101,10 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
     limits = runner.limits
 
     def authorize(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong token; send 'Authorization: Bearer <token>' with the token "
-                                     "printed by 'dimo serve' (also in its token file)")
+        # RequestGate has refused a bad token before the body was read; this dependency puts the
+        # security scheme into the OpenAPI schema and holds for any route the gate would not see.
+        if credentials is None or not _token_matches(credentials.credentials, token):
+            raise HTTPException(401, _TOKEN_HELP)
 
     def job_or_404(job_id: str) -> Job:
         job = runner.get(job_id)
@@ -116,14 +124,11 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
         return JSONResponse({"detail": f"request field '{where or 'body'}': {message}; see /docs for the expected form"},
                             status_code=422)
 
-    @app.middleware("http")
-    async def limit_upload_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
-            return JSONResponse({"detail": f"the upload is {int(length) // 2**20} MiB, more than the "
-                                           f"{limits.max_upload_bytes // 2**20} MiB limit; send a shorter or smaller video"},
-                                status_code=413)
-        return await call_next(request)
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, error: QueueFull):
+        return JSONResponse({"detail": str(error)}, status_code=429, headers={"Retry-After": str(_RETRY_AFTER_S)})
+
+    app.add_middleware(RequestGate, token=token, runner=runner)
 
     @app.get("/v1/health", response_model=HealthOut)
     def health():
@@ -156,26 +161,25 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
     ):
         job_id, folder = runner.new_job_folder()
         try:
-            budget = _UploadBudget(limits.max_upload_bytes)
             inputs = folder / "inputs"
-            reference_path = budget.save(reference, inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
-            camera_paths = [budget.save(upload, inputs / f"camera_{index:02d}.json")
+            reference_path = _save(reference, inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
+            camera_paths = [_save(upload, inputs / f"camera_{index:02d}.json")
                             for index, upload in enumerate(cameras[: limits.max_cameras + 1])]
             driving_path = motion_path = reference_camera_path = None
             if driving is not None:
                 suffix = (Path(driving.filename or "").suffix or "").lower()
                 if suffix == ".zip":
-                    driving_path = _extract_frames(budget.save(driving, inputs / "driving.zip"), inputs / "driving_frames",
+                    driving_path = _extract_frames(_save(driving, inputs / "driving.zip"), inputs / "driving_frames",
                                                    limits.max_driving_frames, limits.max_upload_bytes)
                 elif suffix in VIDEO_SUFFIXES:
-                    driving_path = budget.save(driving, inputs / f"driving{suffix}")
+                    driving_path = _save(driving, inputs / f"driving{suffix}")
                 else:
                     raise InputError(f"driving file type '{suffix or 'none'}' is not supported; send an mp4, mov, webm "
                                      f"or gif video, or a zip of PNG/JPEG frames")
             if motion is not None:
-                motion_path = budget.save(motion, inputs / "motion.safetensors")
+                motion_path = _save(motion, inputs / "motion.safetensors")
             if reference_camera is not None:
-                reference_camera_path = budget.save(reference_camera, inputs / "reference_camera.json")
+                reference_camera_path = _save(reference_camera, inputs / "reference_camera.json")
             settings_dict = _parse_settings(settings)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -239,22 +243,91 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
     return app
 
 
-class _UploadBudget:
-    """Copies uploads to disk while counting bytes, so the limit holds even without a Content-Length."""
+def _token_matches(given: str, token: str) -> bool:
+    return secrets.compare_digest(given.encode(), token.encode())
 
-    def __init__(self, max_bytes: int):
-        self.left = max_bytes
-        self.max_bytes = max_bytes
 
-    def save(self, upload: UploadFile, path: Path) -> Path:
-        with open(path, "wb") as target:
-            while block := upload.file.read(_CHUNK):
-                self.left -= len(block)
-                if self.left < 0:
-                    raise HTTPException(413, f"the upload is larger than the {self.max_bytes // 2**20} MiB limit; "
-                                             f"send a shorter or smaller video")
-                target.write(block)
-        return path
+class _BodyTooLarge(Exception):
+    """Raised into the app's body reader when a request passes the upload limit."""
+
+
+class RequestGate:
+    """ASGI middleware in front of every `/v1/` route but health, run before any body is read.
+
+    FastAPI parses a multipart form (spooling files to disk) before it runs dependencies, so the
+    token check there would come after a whole upload is stored. Here a request without the token
+    is answered 401 unread, a new job while the queue is full 429, and a body is counted as it
+    streams in: past the limit (with or without a Content-Length) reading stops, the form parser
+    drops its partial files, and the answer is 413.
+    """
+
+    def __init__(self, app, token: str, runner: JobRunner):
+        self.app = app
+        self.token = token
+        self.runner = runner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or scope["path"] == "/v1/health":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not _token_matches(given.strip(), self.token):
+            await _answer(send, 401, _TOKEN_HELP, {"WWW-Authenticate": "Bearer"})
+            return
+        if scope["method"] == "POST" and scope["path"] == "/v1/jobs" and self.runner.queue_is_full():
+            await _answer(send, 429, self.runner.queue_full_message(), {"Retry-After": str(_RETRY_AFTER_S)})
+            return
+        max_bytes = self.runner.limits.max_upload_bytes
+        too_large = _too_large_message(max_bytes)
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_bytes:
+            await _answer(send, 413, f"the upload is {int(length) // 2**20} MiB, more than the "
+                                     f"{max_bytes // 2**20} MiB limit; send a shorter or smaller video")
+            return
+        received = 0
+        overflowed = False
+
+        async def counted_receive():
+            nonlocal received, overflowed
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > max_bytes:
+                    overflowed = True
+                    raise _BodyTooLarge()
+            return message
+
+        async def guarded_send(message):
+            if not overflowed:  # the app's own answer to its aborted read is replaced by the 413 below
+                await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not overflowed:
+                raise
+        if overflowed:
+            await _answer(send, 413, too_large)
+
+
+def _too_large_message(max_bytes: int) -> str:
+    return f"the upload is larger than the {max_bytes // 2**20} MiB limit; send a shorter or smaller video"
+
+
+async def _answer(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _save(upload: UploadFile, path: Path) -> Path:
+    """Copy an upload (already within the limit: RequestGate counted the body) to its own name."""
+    with open(path, "wb") as target:
+        shutil.copyfileobj(upload.file, target, _CHUNK)
+    return path
 
 
 def _suffix(upload: UploadFile, allowed: tuple[str, ...], default: str) -> str:

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 TERMINAL_STATUSES = ("done", "failed", "cancelled")
 
 
+class QueueFull(Exception):
+    """A new job while `Limits.max_queued_jobs` wait already (HTTP 429 with Retry-After)."""
+
+
 @dataclasses.dataclass
 class Limits:
     """What one job may ask for; anything beyond is answered with a clear 4xx."""
@@ -39,6 +43,7 @@ class Limits:
     max_driving_frames: int = 3000  # frames of the uploaded video, before resampling
     max_motion_frames: int = 600  # frames at the model's fps, what is generated per camera
     max_cameras: int = 16
+    max_queued_jobs: int = 16  # jobs waiting for the worker; more are refused so a loop cannot fill the disk
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,16 +138,30 @@ class JobRunner:
         (folder / "inputs").mkdir(parents=True)
         return job_id, folder
 
+    def queue_is_full(self) -> bool:
+        with self._jobs_lock:
+            return self._queue_is_full_locked()
+
+    def _queue_is_full_locked(self) -> bool:
+        return sum(job.status == "queued" for job in self.jobs.values()) >= self.limits.max_queued_jobs
+
+    def queue_full_message(self) -> str:
+        return (f"{self.limits.max_queued_jobs} jobs are already waiting, the most this engine queues; "
+                f"wait for one to finish (or cancel one) and send the job again")
+
     def submit(self, job_id: str, folder: Path, reference: Path, cameras: list[Path], driving: Path | None = None,
                motion: Path | None = None, reference_camera: Path | None = None, settings: dict | None = None) -> Job:
-        """Validate the saved inputs (raising InputError, and removing the folder) and queue the job."""
+        """Validate the saved inputs (raising InputError, and removing the folder) and queue the job
+        (raising QueueFull when `max_queued_jobs` wait already)."""
         try:
             job = self._validate(job_id, folder, reference, cameras, driving, motion, reference_camera, settings or {})
+            with self._jobs_lock:
+                if self._queue_is_full_locked():
+                    raise QueueFull(self.queue_full_message())
+                self.jobs[job_id] = job
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        with self._jobs_lock:
-            self.jobs[job_id] = job
         self._queue.put(job_id)
         return job
 
