@@ -2,6 +2,7 @@
 kind of bad input answered with one sentence, exit code 2 and nothing written."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -138,3 +139,40 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(files, tmp_path,
     assert code == 2, error
     assert error.startswith("dimo generate: error: ") and words in error
     assert not out.exists() or not any(out.iterdir())
+
+
+def _damage(model, case):
+    if case == "empty model_index.json":
+        (model / "model_index.json").write_text("")
+    elif case == "another pipeline":
+        index = json.loads((model / "model_index.json").read_text())
+        index["_class_name"] = "StableDiffusionPipeline"
+        (model / "model_index.json").write_text(json.dumps(index))
+    elif case == "missing component":
+        shutil.rmtree(model / "hand_encoder")
+    elif case == "truncated safetensors":
+        weights = model / "transformer" / "diffusion_pytorch_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("case, words", [("empty model_index.json", "model_index.json is empty"),
+                                         ("another pipeline", "StableDiffusionPipeline"),
+                                         ("missing component", "'hand_encoder' component is missing"),
+                                         ("truncated safetensors", "truncated")])
+@pytest.mark.parametrize("command", ["generate", "info", "serve"])
+def test_a_damaged_or_foreign_model_folder_exits_2_with_one_sentence(files, tmp_path, capsys, case, words, command):
+    model = tmp_path / "model"
+    shutil.copytree(files / "model", model)
+    _damage(model, case)
+    arguments = {
+        "generate": ["generate", "--reference", str(files / "ref.png"), "--out", str(tmp_path / "out"),
+                     "--driving", str(files / "drive.mp4"), "--camera", str(files / "orbit.json")],
+        "info": ["info"],
+        "serve": ["serve", "--port", "0", "--token-file", str(tmp_path / "serve.json"), "--work-dir", str(tmp_path / "w")],
+    }[command]
+    capsys.readouterr()
+    code = main([*arguments, "--model", str(model)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1, error
+    assert error[0].startswith(f"dimo {command}: error: model folder {model}") and words in error[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "serve.json").exists()
