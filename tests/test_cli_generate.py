@@ -176,3 +176,27 @@ def test_a_damaged_or_foreign_model_folder_exits_2_with_one_sentence(files, tmp_
     assert code == 2 and len(error) == 1, error
     assert error[0].startswith(f"dimo {command}: error: model folder {model}") and words in error[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "serve.json").exists()
+
+
+def test_an_output_folder_never_mixes_runs(files, tmp_path, capsys):
+    out = tmp_path / "out"
+    drive = ["--driving", str(files / "drive.mp4"), "--no-video"]
+    assert generate(files, out, *drive, "--camera", str(files / "orbit.json"), "--camera", str(files / "side_24fps.json")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["camera_00", "camera_01"]
+    # A run killed with -9 left its hidden result set (and a half-swapped previous set) beside --out.
+    for leftover in (tmp_path / ".out.partial" / "camera_07", tmp_path / ".out.old" / "camera_03"):
+        leftover.mkdir(parents=True)
+    assert generate(files, out, *drive, "--camera-phrase", "orbit left 90 degrees") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["camera_00"]  # the old camera_01 went with its run
+    centers = load_camera_path(out / "camera_00" / "camera.json").centers
+    assert not np.allclose(centers[0], centers[-1])  # the moving phrase camera, not the static orbit.json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no hidden partial or old set left behind
+
+    # A folder holding anything else is refused, and left as it was.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    capsys.readouterr()
+    assert generate(files, mine, *drive, "--camera", str(files / "orbit.json")) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -1,14 +1,16 @@
 """`dimo generate`: re-enact a driving video (or saved motion tokens) with a reference character,
 seen from one or more cameras; writes a PNG sequence and an MP4 per camera.
 
-Everything is read and checked before anything is written, and each camera's frames go to a
-hidden `.camera_NN.partial` folder renamed when complete, so `--out` never holds half a result.
+Everything is read and checked before anything is written. The whole result set is written into
+a hidden sibling `.<out>.partial` folder that replaces `--out` as a whole when complete, so `--out`
+never holds half a result nor cameras of two runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -47,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.camera_specs:
         raise InputError("no camera given; add --camera PATH.json or --camera-phrase 'orbit left 90 degrees'")
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"--out {args.out} is a file; give a folder (it is created if missing)")
+    out = args.out.expanduser().resolve()
+    check_out_folder(out, args.out)
     settings = GenerationSettings(num_inference_steps=args.steps, motion_guidance_scale=args.guidance, seed=args.seed)
     settings.validate("command line")
 
@@ -73,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
             cameras.append(camera_path_from_phrase(value, num_frames=num_frames, fps=model_fps,
                                                    width=int(config.width), height=int(config.height)))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=1, desc="generating", unit="step", dynamic_ncols=True)
 
     def on_progress(progress) -> None:
@@ -82,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(frames=f"{progress.frames_done}/{progress.frames_total}", refresh=False)
         bar.refresh()
 
-    partial = [args.out / f".camera_{index:02d}.partial" for index in range(len(cameras))]
+    result_set, previous = _sibling(out, "partial"), _sibling(out, "old")
+    for leftover in (result_set, previous):  # from a run killed before it finished
+        shutil.rmtree(leftover, ignore_errors=True)
+    partial = [result_set / f"camera_{index:02d}" for index in range(len(cameras))]
     try:
         for folder, camera in zip(partial, cameras):
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
+            folder.mkdir(parents=True)
             save_camera_path(camera, folder / "camera.json")
 
         def on_frames(camera_index: int, first: int, frames) -> None:
@@ -98,15 +101,35 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_video:
             for folder, frames in zip(partial, videos):
                 write_video(to_uint8(np.asarray(frames)), folder / "video.mp4", fps=model_fps)
-        # Only complete results replace what was there before.
-        for index, (folder, frames) in enumerate(zip(partial, videos)):
-            final = args.out / f"camera_{index:02d}"
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(folder, final)
-            print(f"{final}: {len(frames)} frames at {model_fps:g} fps")
+        # Only a complete result set replaces what was there before, and as a whole.
+        if out.exists():
+            os.replace(out, previous)
+        os.replace(result_set, out)
+        shutil.rmtree(previous, ignore_errors=True)
+        for index, frames in enumerate(videos):
+            print(f"{args.out / f'camera_{index:02d}'}: {len(frames)} frames at {model_fps:g} fps")
     finally:
         bar.close()
-        for folder in partial:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(result_set, ignore_errors=True)
     return 0
+
+
+# What `dimo generate` writes into --out (and the hidden per-camera folders older versions left there).
+_RESULT_ENTRY = re.compile(r"^\.?camera_[0-9]{2}(\.partial)?$")
+
+
+def check_out_folder(out: Path, given: Path) -> None:
+    """--out must be new, empty, or a previous result set (camera_NN folders only), which the run replaces."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {given} is a file; give a folder (it is created if missing)")
+    if out == Path(out.anchor) or out == Path.cwd():
+        raise InputError(f"--out {given} is the current or root folder; give a folder of its own, e.g. {given}/renders")
+    foreign = sorted(entry.name for entry in out.iterdir() if not _RESULT_ENTRY.match(entry.name)) if out.is_dir() else []
+    if foreign:
+        raise InputError(f"--out {given} holds files that are not a 'dimo generate' result ({', '.join(foreign[:3])}"
+                         f"{', ...' if len(foreign) > 3 else ''}), and a run replaces the whole folder; give a new or "
+                         f"empty folder")
+
+
+def _sibling(out: Path, kind: str) -> Path:
+    return out.with_name(f".{out.name}.{kind}")
