@@ -2,13 +2,16 @@
 become pixels, batched in torch.
 
 The camera path file itself (reader, writer, validator, phrases) lives in `blender_addon` so
-the add-on shares it; it is re-exported here with its errors turned into `InputError`.
+the add-on shares it; it is re-exported here with its errors turned into `InputError`. Camera
+files loaded here are cameras to generate with, so they must also be able to show the character.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
+import numpy as np
 import torch
 
 from blender_addon import camera_path as _camera_path
@@ -37,7 +40,18 @@ def _as_input_error(function):
     return wrapper
 
 
-load_camera_path = _as_input_error(_camera_path.load_camera_path)
+logger = logging.getLogger(__name__)
+
+
+@_as_input_error
+def load_camera_path(path, source: str | None = None) -> CameraPath:
+    """Read and validate a camera path file to generate with; refused when no frame can show the
+    character, and warned about (with the frame numbers) when some cannot."""
+    camera_path = _camera_path.load_camera_path(path)
+    check_character_in_view(camera_path, source or f"camera path {path}")
+    return camera_path
+
+
 save_camera_path = _as_input_error(_camera_path.save_camera_path)
 validate_camera_path = _as_input_error(_camera_path.validate_camera_path)
 camera_path_from_dict = _as_input_error(_camera_path.camera_path_from_dict)
@@ -49,6 +63,70 @@ def camera_path_from_phrase(phrase: str, *args, **kwargs) -> CameraPath:
     from blender_addon.camera_phrases import camera_path_from_phrase as from_phrase
 
     return from_phrase(phrase, *args, **kwargs)
+
+
+# Depth (metres) in front of the camera below which a point counts as behind it.
+_NEAR = 0.05
+
+
+def frames_without_character(camera_path: CameraPath) -> dict[int, str]:
+    """{frame number: why} for the frames that cannot show the character: the box it stands in at
+    frame 0 (camera_rigs.DEFAULT_SUBJECT_BOX, around the character frame's origin) lies behind the
+    camera, projects wholly outside the image by more than the image's own size (so a character
+    walking a few metres stays counted as seen), or covers less than one pixel (too far)."""
+    from blender_addon.camera_rigs import DEFAULT_SUBJECT_BOX
+
+    low, high = DEFAULT_SUBJECT_BOX
+    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
+    K = camera_path.K.astype(np.float64)
+    world_to_camera = camera_path.world_to_camera.astype(np.float64)
+    points = np.einsum("fij,nj->fni", world_to_camera[:, :3, :3], corners) + world_to_camera[:, None, :3, 3]  # (F, 8, 3)
+    width, height = camera_path.width, camera_path.height
+    unseen = {}
+    with np.errstate(all="ignore"):
+        for index, frame in enumerate(camera_path.frames.tolist()):
+            in_front = points[index][points[index][:, 2] > _NEAR]
+            if in_front.shape[0] == 0:
+                unseen[int(frame)] = "the character is behind the camera"
+                continue
+            image = in_front @ K[index].T
+            uv = image[:, :2] / image[:, 2:3]  # (n, 2) pixels
+            (u0, v0), (u1, v1) = uv.min(0), uv.max(0)
+            if not np.all(np.isfinite(uv)) or max(u1 - u0, v1 - v0) < 1.0:
+                unseen[int(frame)] = "the camera is too far away for the character to cover one pixel"
+            elif u1 < -width or u0 > 2 * width or v1 < -height or v0 > 2 * height:
+                unseen[int(frame)] = "the character is far outside the camera's view"
+    return unseen
+
+
+def frame_ranges(frames) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    frames = sorted(frames)
+    runs = []
+    first = last = frames[0]
+    for frame in frames[1:]:
+        if frame == last + 1:
+            last = frame
+            continue
+        runs.append(f"{first}-{last}" if last > first else f"{first}")
+        first = last = frame
+    runs.append(f"{first}-{last}" if last > first else f"{first}")
+    return ", ".join(runs)
+
+
+def check_character_in_view(camera_path: CameraPath, source: str = "camera path") -> None:
+    """InputError when no frame of the camera can show the character; a logged warning naming the
+    frames when only some cannot (those frames would come out empty)."""
+    unseen = frames_without_character(camera_path)
+    if not unseen:
+        return
+    reasons = sorted(set(unseen.values()), key=list(unseen.values()).index)
+    if len(unseen) == camera_path.num_frames:
+        raise InputError(f"{source}: {reasons[0]} in every frame ({frame_ranges(unseen)}), so nothing of the person "
+                         f"would be generated; aim the camera at the character (the character frame's origin, Z up, "
+                         f"in metres) and export it again")
+    logger.warning("%s: %s in frame(s) %s; those frames will show no one", source, "; or ".join(reasons),
+                   frame_ranges(unseen))
 
 
 def _as_float_tensor(value, dtype=None, device=None) -> torch.Tensor:
@@ -130,7 +208,8 @@ def project_points(points, K, world_to_camera) -> tuple[torch.Tensor, torch.Tens
 
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "CameraPath", "CameraPathError", "camera_path_from_dict",
+    "FORMAT_NAME", "FORMAT_VERSION", "CameraPath", "CameraPathError", "camera_path_from_dict", "check_character_in_view",
+    "frames_without_character",
     "camera_path_from_phrase", "camera_path_plucker_rays", "camera_path_to_dict", "load_camera_path",
     "plucker_rays", "project_points", "save_camera_path", "validate_camera_path",
 ]

@@ -85,6 +85,7 @@ def test_info_reports_model_device_dtype_and_memory(files, capsys):
 def _camera_file(files, tmp_path, edit):
     data = camera_path_to_dict(load_camera_path(files / "orbit.json"))
     edit(data)
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "camera.json"
     path.write_text(json.dumps(data))
     return path
@@ -102,6 +103,17 @@ def _bad_inputs(files, tmp_path):
     Image.new("RGB", (20000, 4)).save(tmp_path / "huge.png")
     drive, orbit = str(files / "drive.mp4"), str(files / "orbit.json")
     nan = _camera_file(files, tmp_path, lambda d: d["frames"][2]["K"][0].__setitem__(0, float("nan")))
+
+    def far(data):
+        for frame in data["frames"]:
+            frame["world_to_camera"][2][3] = 1e30  # 1e30 m straight ahead
+
+    def turned_away(data):  # same camera centre, looking the other way
+        for frame in data["frames"]:
+            for row in (0, 2):
+                frame["world_to_camera"][row] = [-value for value in frame["world_to_camera"][row]]
+
+    far, turned_away = (_camera_file(files, tmp_path / name, edit) for name, edit in (("far", far), ("away", turned_away)))
     return {
         "unreadable video": (["--driving", str(tmp_path / "noise.mp4"), "--camera", orbit], "cannot be decoded"),
         "empty video": (["--driving", str(tmp_path / "empty.mp4"), "--camera", orbit], "empty"),
@@ -110,6 +122,8 @@ def _bad_inputs(files, tmp_path):
         "one frame": (["--driving", str(single), "--camera", orbit], "at least 2"),
         "20000 px image": (["--driving", drive, "--camera", orbit, "--reference", str(tmp_path / "huge.png")], "20000x4"),
         "camera with NaN": (["--driving", drive, "--camera", str(nan)], "non-finite"),
+        "camera 1e30 m away": (["--driving", drive, "--camera", str(far)], "too far away for the character to cover one pixel in every frame (0-11)"),
+        "character behind the camera": (["--driving", drive, "--camera", str(turned_away)], "behind the camera in every frame"),
         "frame-count mismatch": (["--driving", drive, "--camera", "MISMATCH"], "12 frames"),
         "unknown phrase": (["--driving", drive, "--camera-phrase", "moonwalk sideways into the sunset"], "moonwalk"),
         "missing model": (["--driving", drive, "--camera", orbit, "--model", str(tmp_path / "nowhere")], "model_index.json"),
@@ -118,7 +132,8 @@ def _bad_inputs(files, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["unreadable video", "empty video", "text named .mp4", "zero frames", "one frame",
-                                  "20000 px image", "camera with NaN", "non-rigid camera", "frame-count mismatch",
+                                  "20000 px image", "camera with NaN", "camera 1e30 m away", "character behind the camera",
+                                  "non-rigid camera", "frame-count mismatch",
                                   "unknown phrase", "missing model", "no camera"])
 def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(files, tmp_path, capsys, case):
     if case == "non-rigid camera":

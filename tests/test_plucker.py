@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from blender_addon.camera_rigs import look_at
-from dimo_engine.camera import camera_path_plucker_rays, plucker_rays, project_points
+from blender_addon.camera_rigs import static_view
+from dimo_engine.camera import (
+    camera_path_plucker_rays,
+    check_character_in_view,
+    frames_without_character,
+    plucker_rays,
+    project_points,
+)
+from dimo_engine.errors import InputError
 from test_camera_path import make_path
 
 
@@ -106,3 +114,18 @@ def test_centre_ray_is_the_optical_axis():
     angle = math.degrees(math.acos(float((rays[0, :3, 0, 0] * forward[0]).sum())))
     expected = math.degrees(math.atan(math.hypot(16, 16) / 80.0))
     assert angle == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_camera_that_cannot_show_the_character_is_refused_or_warned_with_its_frames(caplog):
+    camera = static_view(30.0, 10.0, 12, 12.0, 64, 64)
+    assert frames_without_character(camera) == {}
+    check_character_in_view(camera)
+    camera.world_to_camera[3:6, 0, 3] += 50.0  # frames 3-5 look 50 m to the side
+    camera.world_to_camera[9, :3, 3] *= 1e30
+    assert sorted(frames_without_character(camera)) == [3, 4, 5, 9]
+    with caplog.at_level("WARNING", logger="dimo_engine.camera"):
+        check_character_in_view(camera, "camera shot_010.json")
+    assert "shot_010.json" in caplog.text and "frame(s) 3-5, 9" in caplog.text
+    camera.world_to_camera[:, 0, 3] += 1e6
+    with pytest.raises(InputError, match=r"shot_010.json: .* in every frame \(0-11\)"):
+        check_character_in_view(camera, "camera shot_010.json")

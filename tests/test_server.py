@@ -195,6 +195,14 @@ def _sheared_camera(inputs):
     return camera
 
 
+def _camera_behind(inputs):  # same camera centre, looking away from the character
+    camera = json.loads(json.dumps(inputs["camera"]))
+    for frame in camera["frames"]:
+        for row in (0, 2):
+            frame["world_to_camera"][row] = [-value for value in frame["world_to_camera"][row]]
+    return camera
+
+
 def _big_png():
     buffer = io.BytesIO()
     Image.new("RGB", (20000, 4)).save(buffer, format="PNG")
@@ -206,6 +214,7 @@ def _big_png():
     ("empty_video", 422, "empty"),
     ("nan_camera", 422, "non-finite"),
     ("non_rigid_camera", 422, "non-rigid"),
+    ("camera_behind", 422, "behind the camera in every frame"),
     ("frame_mismatch", 422, "frames"),
     ("huge_reference", 422, "20000x4"),
     ("no_cameras", 422, "cameras"),
@@ -221,6 +230,7 @@ def test_bad_input_is_a_4xx_with_one_sentence(service, inputs, case, status, wor
         "empty_video": dict(driving=b""),
         "nan_camera": dict(cameras=[_nan_camera(inputs)]),
         "non_rigid_camera": dict(cameras=[_sheared_camera(inputs)]),
+        "camera_behind": dict(cameras=[_camera_behind(inputs)]),
         "huge_reference": dict(reference=_big_png()),
         "bad_settings": dict(settings={"num_inference_steps": 0}),
         "too_large": dict(driving=b"\0" * 2_100_000),
