@@ -3,7 +3,11 @@ frame given by an anchor object, and import a camera path back as a keyed Blende
 
 Intrinsics follow Blender's own view plane (lens, sensor size and fit, shift, render size and
 percentage, pixel aspect), so a point projected with the exported K and world_to_camera lands on
-the pixel `bpy_extras.object_utils.world_to_camera_view` gives.
+the pixel `bpy_extras.object_utils.world_to_camera_view` gives. That holds for a camera whose
+world matrix is sheared too (a rotated child of a non-uniformly scaled parent): Blender views
+through the matrix with only its scale normalised, and that projection factors exactly into a
+K with skew times a rigid world_to_camera (`exact_projection`). What no K can express (an
+orthographic or panoramic camera, a mirrored one) is refused with the camera's name and the fix.
 """
 
 from __future__ import annotations
@@ -15,6 +19,43 @@ from mathutils import Matrix
 from .camera_path import OPENCV_TO_BLENDER_CAMERA, CameraPath, validate_camera_path
 
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
+
+
+def rq_decomposition(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(upper-triangular U with a positive diagonal, orthogonal Q) with U @ Q == matrix (3, 3)."""
+    flip = np.flipud(np.eye(3))
+    q, r = np.linalg.qr((flip @ matrix).T)
+    upper, orthogonal = flip @ r.T @ flip, flip @ q.T
+    signs = np.diag(np.sign(np.diag(upper)))
+    return upper @ signs, signs @ orthogonal
+
+
+def exact_projection(K_blender: np.ndarray, camera_matrix_world: np.ndarray, world_from_character: np.ndarray,
+                     name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(K, world_to_camera) projecting the character frame exactly as Blender does through this camera.
+
+    Blender views through the camera's world matrix with each axis normalised (its scale gone, any
+    shear kept), so character -> camera is affine, not rigid. K_blender @ that affine map is a 3x4
+    projection whose left 3x3 factors (RQ) into an upper-triangular K (with skew, when sheared)
+    times a rotation: the same pixels from a rigid camera. Without shear this is K_blender itself.
+    """
+    normalised = np.array(camera_matrix_world, dtype=np.float64)
+    normalised[:3, :3] /= np.linalg.norm(normalised[:3, :3], axis=0)
+    camera_from_character = OPENCV_TO_BLENDER_CAMERA @ np.linalg.inv(normalised) @ world_from_character
+    projection = K_blender @ camera_from_character[:3]  # (3, 4)
+    upper, rotation = rq_decomposition(projection[:, :3])
+    if np.linalg.det(rotation) < 0:
+        raise ValueError(f"camera '{name}' is mirrored (a negative scale on it or a parent), which no camera file "
+                         f"can hold; make the scale positive, e.g. rotate by 180 degrees instead")
+    depth_scale = upper[2, 2]  # K's last row must be (0, 0, 1): divide it out of the whole projection
+    K = upper / depth_scale
+    K[1, 0] = K[2, 0] = K[2, 1] = 0.0
+    if abs(K[0, 1]) < 1e-9 * K[0, 0]:
+        K[0, 1] = 0.0  # no shear: keep the file's skew exactly zero, not rounding noise
+    world_to_camera = np.eye(4)
+    world_to_camera[:3, :3] = rotation
+    world_to_camera[:3, 3] = np.linalg.solve(K, projection[:, 3] / depth_scale)
+    return K, world_to_camera
 
 
 def _rigid(matrix_world: Matrix) -> np.ndarray:
@@ -34,16 +75,20 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def intrinsics_from_blender(camera_data, scene) -> np.ndarray:
+_CAMERA_TYPES = {"ORTHO": "orthographic", "PANO": "panoramic"}
+
+
+def intrinsics_from_blender(camera_data, scene, name: str | None = None) -> np.ndarray:
     """OpenCV K (3, 3) of a perspective Blender camera in the scene's output pixels.
 
     Mirrors Blender's view plane: the fitted sensor side spans `viewfac` pixels (the width for a
     horizontal fit, the pixel-aspect-corrected height for a vertical one) and shift moves the
-    view plane by shift * viewfac pixels.
+    view plane by shift * viewfac pixels. `name` is the camera object's, for errors.
     """
     if camera_data.type != "PERSP":
-        raise ValueError(f"camera '{camera_data.name}' is {camera_data.type.lower()}; "
-                         f"DiMo needs a perspective camera, set its type to Perspective")
+        kind = _CAMERA_TYPES.get(camera_data.type, camera_data.type.lower())
+        raise ValueError(f"camera '{name or camera_data.name}' is {kind}, which a camera path (a pinhole K) cannot "
+                         f"hold; set its Type to Perspective in the camera's properties")
     width, height = render_size(scene)
     aspect_x, aspect_y = scene.render.pixel_aspect_x, scene.render.pixel_aspect_y
     y_correction = aspect_y / aspect_x
@@ -99,10 +144,11 @@ def export_camera_path(scene, camera_obj, anchor_obj=None, frame_start: int | No
         for frame in frames:
             scene.frame_set(frame)
             camera_state = _evaluated(camera_obj, depsgraph)
-            world_from_camera = _rigid(camera_state.matrix_world)  # Blender camera axes
-            Ks.append(intrinsics_from_blender(camera_state.data, scene))
-            world_to_cameras.append(
-                OPENCV_TO_BLENDER_CAMERA @ np.linalg.inv(world_from_camera) @ world_from_character)
+            K, world_to_camera = exact_projection(intrinsics_from_blender(camera_state.data, scene, camera_obj.name),
+                                                  np.array(camera_state.matrix_world), world_from_character,
+                                                  camera_obj.name)
+            Ks.append(K)
+            world_to_cameras.append(world_to_camera)
     finally:
         scene.frame_set(original_frame)
     world_to_camera = np.stack(world_to_cameras)
@@ -135,6 +181,11 @@ def import_camera_path(camera_path: CameraPath, scene, anchor_obj=None, name: st
     horizontal sensor fit.
     """
     validate_camera_path(camera_path, source=f"camera path for '{name}'")
+    skewed = np.abs(camera_path.K[:, 0, 1]) > 1e-6 * camera_path.K[:, 0, 0]
+    if skewed.any():
+        raise ValueError(f"camera path for '{name}' has a skewed K at frame {int(camera_path.frames[np.argmax(skewed)])} "
+                         f"(it came from a sheared camera), which a Blender camera cannot hold; import it under the "
+                         f"same sheared parent by hand, or export the camera without the non-uniform parent scale")
     if apply_render_settings:
         _apply_render_settings(camera_path, scene)
     width, height = render_size(scene)
@@ -204,5 +255,5 @@ def _action_fcurves(action, animation):
     yield from getattr(action, "fcurves", ())
 
 
-__all__ = ["SENSOR_FITS", "export_camera_path", "import_camera_path", "intrinsics_from_blender", "render_size",
-           "character_frame_to_world", "scene_fps"]
+__all__ = ["SENSOR_FITS", "exact_projection", "export_camera_path", "import_camera_path", "intrinsics_from_blender",
+           "render_size", "character_frame_to_world", "rq_decomposition", "scene_fps"]

@@ -166,9 +166,45 @@ def test_export_rejects_non_cameras_and_orthographic(scene):
     with pytest.raises(ValueError, match="'empty' is not a camera"):
         export_camera_path(scene, empty)
     camera_obj, _ = build_case(scene, CASES["wide_landscape"])
-    camera_obj.data.type = "ORTHO"
-    with pytest.raises(ValueError, match="perspective camera"):
+    camera_obj.name, camera_obj.data.name = "hero cam", "CameraData.001"
+    for kind, words in (("ORTHO", "orthographic"), ("PANO", "panoramic")):
+        camera_obj.data.type = kind
+        with pytest.raises(ValueError, match=f"camera 'hero cam' is {words}.*set its Type to Perspective"):
+            export_camera_path(scene, camera_obj)
+    camera_obj.data.type = "PERSP"
+    camera_obj.scale = (-1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="camera 'hero cam' is mirrored"):
         export_camera_path(scene, camera_obj)
+
+
+def test_a_sheared_camera_is_exported_exactly_with_skew(scene):
+    """A camera under a rotated parent scaled (1, 2.5, 1): its world matrix is sheared, and the exported K
+    (with skew) and rigid world_to_camera still put every point on the pixel Blender gives."""
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 160, 120, 100
+    parent = bpy.data.objects.new("rig", None)
+    scene.collection.objects.link(parent)
+    parent.rotation_euler, parent.scale = (0.0, 0.0, 0.5), (1.0, 2.5, 1.0)
+    camera_obj = bpy.data.objects.new("shot", bpy.data.cameras.new("shot"))
+    scene.collection.objects.link(camera_obj)
+    camera_obj.parent = parent
+    camera_obj.location, camera_obj.rotation_euler = (0.0, -2.6, 1.5), (math.radians(85), 0.0, math.radians(-25))
+    scene.frame_start = scene.frame_end = 1
+    camera_path = export_camera_path(scene, camera_obj)
+    assert abs(camera_path.K[0, 0, 1]) > 1.0  # the shear became skew, not dropped
+    scene.frame_set(1)
+    evaluated_camera = camera_obj.evaluated_get(scene.view_layers[0].depsgraph)
+    points = np.random.default_rng(3).uniform((-0.6, -0.6, 0.0), (0.6, 0.6, 1.9), size=(40, 3))
+    uv, depth = camera_path.project(points)
+    inside = 0
+    for point, pixel, point_depth in zip(points, uv[0], depth[0]):
+        view = world_to_camera_view(scene, evaluated_camera, Vector(point))
+        expected = (view.x * camera_path.width, (1.0 - view.y) * camera_path.height)
+        assert abs(pixel[0] - expected[0]) < 0.5 and abs(pixel[1] - expected[1]) < 0.5
+        assert point_depth > 0 and view.z > 0
+        inside += 0 <= expected[0] < 160 and 0 <= expected[1] < 120
+    assert inside >= 30  # the character is in view, so the check is about pixels that matter
+    with pytest.raises(ValueError, match="skewed K"):
+        import_camera_path(camera_path, scene)
 
 
 def test_import_without_render_settings_scales_to_the_scene(scene):
