@@ -134,7 +134,38 @@ def vertex_colours(appearance: Appearance, rest_vertices: np.ndarray, weights: n
     # Shoes by height: everything below a little above the ankles (rest pose is Y up).
     ankle_height = rest_joints[list(_SHIN_JOINTS), 1].mean()
     foot_weight = weights[:, list(_SHIN_JOINTS + _FOOT_JOINTS)].sum(axis=1)
-    colours[(rest_vertices[:, 1] < ankle_height + 0.03) & (foot_weight > 0.5)] = appearance.shoes
+    shoe = (rest_vertices[:, 1] < ankle_height + 0.03) & (foot_weight > 0.5)
+    colours[shoe] = appearance.shoes
+    return _front_cues(appearance, colours, rest_vertices, weights, rest_joints, region, shoe)
+
+
+def _contrast(colour: np.ndarray) -> np.ndarray:
+    """A linear-RGB colour far from `colour` in brightness: near white on dark cloth, near black on light."""
+    luminance = float(np.dot(colour, [0.2126, 0.7152, 0.0722]))
+    return np.array([0.85, 0.8, 0.7]) if luminance < 0.25 else np.array([0.02, 0.02, 0.03])
+
+
+def _front_cues(appearance, colours, rest_vertices, weights, rest_joints, region, shoe) -> np.ndarray:
+    """Marks only the front shows, so a body seen from behind never looks like one seen from the front
+    (with symmetric clothes the two are mirror images and an encoder cannot tell which way it faces):
+    a chest print, a face (eyes and mouth) and light toe caps. Rest pose: Y up, the body faces +Z."""
+    x, y, z = rest_vertices[:, 0], rest_vertices[:, 1], rest_vertices[:, 2]
+    chest = rest_joints[9]  # spine3
+    print_mask = (region == 1) & (z > chest[2] + 0.02) & (np.abs(x - chest[0]) < 0.09) \
+        & (y > chest[1] - 0.12) & (y < chest[1] + 0.08)
+    colours[print_mask] = _contrast(appearance.shirt[1])
+    head = weights[:, HEAD_JOINT] > 0.5
+    head_points = rest_vertices[head]
+    centre = 0.5 * (head_points.min(axis=0) + head_points.max(axis=0))
+    radius = 0.5 * (head_points.max(axis=0) - head_points.min(axis=0))
+    front = head & (z > centre[2] + 0.4 * radius[2])
+    eyes = front & (np.abs(np.abs(x - centre[0]) - 0.33 * radius[0]) < 0.2 * radius[0]) \
+        & (np.abs(y - (centre[1] + 0.1 * radius[1])) < 0.14 * radius[1])
+    mouth = front & (np.abs(x - centre[0]) < 0.3 * radius[0]) & (np.abs(y - (centre[1] - 0.45 * radius[1])) < 0.1 * radius[1])
+    colours[eyes] = np.array([0.01, 0.01, 0.012])
+    colours[mouth] = np.array([0.25, 0.02, 0.03])
+    ankles = rest_joints[list(_SHIN_JOINTS), 2].mean()
+    colours[shoe & (z > ankles + 0.06)] = _contrast(appearance.shoes)
     return colours
 
 
