@@ -50,6 +50,18 @@ def resample_indices(source_frames: int, source_fps: float, target_fps: float) -
     return np.minimum(np.floor(ticks * source_fps + 1e-6).astype(int), source_frames - 1)
 
 
+def check_driving_length(source_frames: int, fps: float, model_fps: float, source: str = "driving video") -> int:
+    """The clip's length in frames at `model_fps`; InputError saying what is needed when that is under 2."""
+    count = int(resample_indices(source_frames, fps, model_fps).size) if source_frames > 0 else 0
+    if source_frames >= MIN_DRIVING_FRAMES and count >= MIN_DRIVING_FRAMES:
+        return count
+    # The fewest source frames that last MIN_DRIVING_FRAMES ticks of the model's clock.
+    needed = max(MIN_DRIVING_FRAMES, int(np.floor((MIN_DRIVING_FRAMES - 1) * fps / model_fps + 1e-6)) + 1)
+    at_model_fps = "" if abs(fps - model_fps) < 1e-6 else f", which is {count} at the model's {model_fps:g} fps"
+    raise InputError(f"{source} has {source_frames} frame(s) at {fps:g} fps{at_model_fps}, and motion needs at least "
+                     f"{MIN_DRIVING_FRAMES} frames at {model_fps:g} fps; give at least {needed} frames at {fps:g} fps")
+
+
 def window_starts(total: int, window: int, overlap: int = DEFAULT_OVERLAP) -> list[int]:
     """First frame of each window of `window` frames covering `total` frames, neighbours sharing `overlap`."""
     if total <= window:
@@ -156,13 +168,8 @@ def prepare_driving_frames(frames: np.ndarray, fps: float, model_fps: float, hei
     The person is found from the alpha channel when there is one, else by a trained keypoint
     locator; without either the whole frame is kept, letterboxed to a square.
     """
-    indices = resample_indices(frames.shape[0], fps, model_fps)
-    if frames.shape[0] < MIN_DRIVING_FRAMES or indices.size < MIN_DRIVING_FRAMES:
-        raise InputError(
-            f"{source} gives {indices.size} frame(s) at the model's {model_fps:g} fps, and motion needs at least "
-            f"{MIN_DRIVING_FRAMES}; give a longer clip"
-        )
-    frames = frames[indices]
+    check_driving_length(frames.shape[0], fps, model_fps, source)
+    frames = frames[resample_indices(frames.shape[0], fps, model_fps)]
     if frames.shape[-1] == 4:
         box = person_box_from_alpha(frames[..., 3])
     else:
@@ -227,7 +234,11 @@ def whole_frame_hand_boxes(num_frames: int, size) -> torch.Tensor:
 
 
 def encode_driving(pipe, frames: np.ndarray, fps: float, overlap: int = DEFAULT_OVERLAP, source: str = "driving video"):
-    """Motion tokens for a whole driving clip: one `pipe.encode_motion` call per overlapping window, blended."""
+    """Motion tokens for a whole driving clip: the pipeline's own `encode_driving_clip` when it has one (the
+    default model encodes frame by frame, in the character frame of the clip's first frame), else one
+    `pipe.encode_motion` call per overlapping window, blended."""
+    if hasattr(pipe, "encode_driving_clip"):
+        return pipe.encode_driving_clip(frames, fps, source=source)
     config = pipe.config
     model_input = prepare_driving_frames(frames, fps, float(config.fps), int(config.height), int(config.width), source,
                                          keypoint_locator=getattr(pipe, "keypoint_locator", None))

@@ -12,7 +12,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dimo_engine.errors import InputError
 
@@ -49,7 +49,7 @@ def read_video(
         raise InputError(f"driving video {path} is an empty file; {_VIDEO_HELP}")
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        raise InputError(f"driving video {path} is a single image, and motion needs at least 2 frames; give a video or a folder of images")
+        raise InputError(still_image_message(f"driving video {path}"))
     if suffix == ".gif":
         frames, file_fps = _read_gif(path, max_side, max_frames)
     elif suffix in VIDEO_SUFFIXES:
@@ -57,6 +57,11 @@ def read_video(
     else:
         raise InputError(f"driving video {path} has the unsupported type '{suffix or 'none'}'; {_VIDEO_HELP}")
     return frames, float(fps or file_fps)
+
+
+def still_image_message(what: str) -> str:
+    return (f"{what} is a still image, not a video, and motion needs a moving clip; give a video, or a folder "
+            f"(or zip) of at least 2 frames")
 
 
 def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE, what: str = "reference image") -> np.ndarray:
@@ -71,8 +76,16 @@ def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE, what: str = "r
             pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
     except InputError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(f"{what} {path} cannot be read as an image ({_short(error)}); save it again as PNG or JPEG") from error
+    except Image.DecompressionBombError:
+        # Raised by Image.open before the size is known to us: it is a size problem, not a format one.
+        raise InputError(f"{what} {path} has more pixels than images may have here (over "
+                         f"{2 * Image.MAX_IMAGE_PIXELS // 1_000_000} million); scale it down to at most {max_side} px "
+                         f"a side") from None
+    except (OSError, ValueError) as error:
+        # Pillow's own words repeat the path; the sentence names the file once, at its start.
+        reason = "not a known image format" if isinstance(error, UnidentifiedImageError) else \
+            _short(str(error).replace(str(path), path.name))
+        raise InputError(f"{what} {path} cannot be read as an image ({reason}); save it again as PNG or JPEG") from error
     return pixels
 
 
@@ -85,7 +98,7 @@ def _check_size(path: Path, width: int, height: int, max_side: int, what: str) -
         )
 
 
-def _short(error: BaseException) -> str:
+def _short(error: BaseException | str) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -120,7 +133,10 @@ def _read_gif(path: Path, max_side: int, max_frames: int) -> tuple[np.ndarray, f
                 durations.append(image.info.get("duration", 100) or 100)
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        raise InputError(f"driving video {path} has more pixels per frame than images may have here; scale it down "
+                         f"to at most {max_side} px a side") from None
+    except (OSError, ValueError, EOFError) as error:
         raise InputError(f"driving video {path} cannot be read as a GIF ({_short(error)}); {_VIDEO_HELP}") from error
     stack = np.stack(frames)  # (F, H, W, 4)
     if (stack[..., 3] == 255).all():
@@ -153,6 +169,8 @@ def _read_ffmpeg(path: Path, max_side: int, max_frames: int) -> tuple[np.ndarray
             reader.close()
     if not frames:
         raise InputError(f"driving video {path} has zero frames; {_VIDEO_HELP}")
+    if len(frames) == 1:  # e.g. a PNG or JPEG renamed .mp4: ffmpeg reads it as a one-frame video
+        raise InputError(still_image_message(f"driving video {path}"))
     if not np.isfinite(fps) or fps <= 0:
         raise InputError(f"driving video {path} does not say its frame rate; {_VIDEO_HELP}")
     stack = np.stack(frames)  # (F, H, W, C)

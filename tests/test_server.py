@@ -256,6 +256,43 @@ def test_bad_input_is_a_4xx_with_one_sentence(service, inputs, case, status, wor
     assert not (runner.work_dir.parent / "evil.txt").exists()
 
 
+def _zip_of_pngs(count):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for index in range(count):
+            png = io.BytesIO()
+            Image.fromarray(np.full((16, 16, 3), 40 * index, np.uint8)).save(png, format="PNG")
+            bundle.writestr(f"{index:04d}.png", png.getvalue())
+    return archive.getvalue()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("text as reference", ["upload 'reference' (hero_final.png)", "cannot be read"]),
+    ("bad camera", ["upload 'cameras' #2 (shot_020.json)", "non-finite"]),
+    ("zip of 2 frames", ["2 frame(s) at 24 fps, which is 1 at the model's 12 fps", "needs at least 2 frames at 12 fps",
+                         "give at least 3 frames at 24 fps"]),
+    ("still image as driving", ["upload 'driving' (pose.png)", "still image"]),
+    ("still image named .mp4", ["upload 'driving' (pose.mp4)", "still image"]),
+])
+def test_service_errors_name_the_upload_field_and_file_not_server_paths(service, inputs, case, words):
+    client, runner, _ = service
+    request = job_files(inputs, cameras=[inputs["camera"], _nan_camera(inputs)] if case == "bad camera" else None)
+    files = request["files"]
+    if case == "text as reference":
+        files[0] = ("reference", ("hero_final.png", b"not an image", "image/png"))
+    if case == "bad camera":
+        files[2] = ("cameras", ("shot_020.json", files[2][1][1], "application/json"))
+    driving = {"zip of 2 frames": ("frames.zip", _zip_of_pngs(2)), "still image as driving": ("pose.png", inputs["reference"]),
+               "still image named .mp4": ("pose.mp4", inputs["reference"])}.get(case)
+    if driving is not None:
+        request["files"] = [f for f in files if f[0] != "driving"] + [("driving", driving)]
+    answer = client.post("/v1/jobs", headers=AUTH, **request)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert all(word in detail for word in words), detail
+    assert str(runner.work_dir) not in detail and "inputs/" not in detail, detail
+
+
 def call_asgi(app, method, path, headers, chunks):
     """One request straight into the ASGI app, its body handed over chunk by chunk (like a chunked upload
     without Content-Length); returns (status, detail, response headers, body bytes the app took)."""

@@ -109,3 +109,25 @@ def test_windows_cover_and_blend_seamlessly():
     shifted = [chunk + (i % 2) for i, chunk in enumerate(chunks)]
     blended = driving.blend_windows(shifted, starts, 30, 4)
     assert np.abs(np.diff(blended[:, 0] - signal[:, 0])).max() < 0.5
+
+
+def test_an_image_over_pillows_pixel_limit_says_it_is_too_large(tmp_path):
+    Image.new("1", (14000, 14000)).save(tmp_path / "poster.png")  # 196 M pixels: Pillow refuses to open it
+    with pytest.raises(InputError, match=r"poster.png has more pixels than .*; scale it down to at most 8192 px") as error:
+        video_io.read_image(tmp_path / "poster.png")
+    assert "save it again" not in str(error.value)
+
+
+def test_a_still_image_given_as_the_driving_video_is_named_a_still_image(tmp_path):
+    Image.new("RGB", (16, 16)).save(tmp_path / "pose.png")
+    (tmp_path / "pose.mp4").write_bytes((tmp_path / "pose.png").read_bytes())  # renamed: ffmpeg decodes one frame
+    for name in ("pose.png", "pose.mp4"):
+        with pytest.raises(InputError, match=f"{name} is a still image, not a video"):
+            video_io.read_video(tmp_path / name)
+
+
+def test_a_too_short_clip_says_what_is_needed():
+    with pytest.raises(InputError, match=r"has 2 frame\(s\) at 24 fps, which is 1 at the model's 12 fps, and motion "
+                                         r"needs at least 2 frames at 12 fps; give at least 3 frames at 24 fps"):
+        driving.check_driving_length(2, 24.0, 12.0)
+    assert driving.check_driving_length(3, 24.0, 12.0) == 2

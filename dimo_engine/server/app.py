@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from dimo_engine import __version__
 from dimo_engine.errors import InputError
 from dimo_engine.server.jobs import TERMINAL_STATUSES, Job, JobRunner, QueueFull
-from dimo_engine.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from dimo_engine.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, still_image_message
 
 _FRAME_NAME = re.compile(r"^[0-9]{4}\.png$")
 _CHUNK = 1 << 20
@@ -160,32 +160,42 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
         settings: Annotated[str | None, Form(description="JSON: num_inference_steps, motion_guidance_scale, seed.")] = None,
     ):
         job_id, folder = runner.new_job_folder()
+        labels: dict[Path, str] = {}
+
+        def save(upload: UploadFile, field: str, path: Path, number: int | None = None) -> Path:
+            labels[path] = f"upload '{field}'{'' if number is None else f' #{number}'} ({_client_name(upload)})"
+            return _save(upload, path)
+
         try:
             inputs = folder / "inputs"
-            reference_path = _save(reference, inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
-            camera_paths = [_save(upload, inputs / f"camera_{index:02d}.json")
+            reference_path = save(reference, "reference", inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
+            camera_paths = [save(upload, "cameras", inputs / f"camera_{index:02d}.json", index + 1)
                             for index, upload in enumerate(cameras[: limits.max_cameras + 1])]
             driving_path = motion_path = reference_camera_path = None
             if driving is not None:
                 suffix = (Path(driving.filename or "").suffix or "").lower()
                 if suffix == ".zip":
-                    driving_path = _extract_frames(_save(driving, inputs / "driving.zip"), inputs / "driving_frames",
+                    archive = save(driving, "driving", inputs / "driving.zip")
+                    driving_path = _extract_frames(archive, inputs / "driving_frames",
                                                    limits.max_driving_frames, limits.max_upload_bytes)
+                    labels[driving_path] = labels[archive]
                 elif suffix in VIDEO_SUFFIXES:
-                    driving_path = _save(driving, inputs / f"driving{suffix}")
+                    driving_path = save(driving, "driving", inputs / f"driving{suffix}")
+                elif suffix in IMAGE_SUFFIXES:
+                    raise InputError(still_image_message(f"upload 'driving' ({_client_name(driving)})"))
                 else:
-                    raise InputError(f"driving file type '{suffix or 'none'}' is not supported; send an mp4, mov, webm "
-                                     f"or gif video, or a zip of PNG/JPEG frames")
+                    raise InputError(f"upload 'driving' ({_client_name(driving)}) has the unsupported type "
+                                     f"'{suffix or 'none'}'; send an mp4, mov, webm or gif video, or a zip of PNG/JPEG frames")
             if motion is not None:
-                motion_path = _save(motion, inputs / "motion.safetensors")
+                motion_path = save(motion, "motion", inputs / "motion.safetensors")
             if reference_camera is not None:
-                reference_camera_path = _save(reference_camera, inputs / "reference_camera.json")
+                reference_camera_path = save(reference_camera, "reference_camera", inputs / "reference_camera.json")
             settings_dict = _parse_settings(settings)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         job = runner.submit(job_id, folder, reference_path, camera_paths, driving=driving_path, motion=motion_path,
-                            reference_camera=reference_camera_path, settings=settings_dict)
+                            reference_camera=reference_camera_path, settings=settings_dict, labels=labels)
         return {"job_id": job.id, "status": "queued"}
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
@@ -328,6 +338,13 @@ def _save(upload: UploadFile, path: Path) -> Path:
     with open(path, "wb") as target:
         shutil.copyfileobj(upload.file, target, _CHUNK)
     return path
+
+
+def _client_name(upload: UploadFile) -> str:
+    """The client's file name, for messages only: its last part, printable, at most 64 characters."""
+    name = Path((upload.filename or "").replace("\\", "/")).name
+    name = "".join(character for character in name if character.isprintable())
+    return (name[:61] + "...") if len(name) > 64 else (name or "no file name")
 
 
 def _suffix(upload: UploadFile, allowed: tuple[str, ...], default: str) -> str:

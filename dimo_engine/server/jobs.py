@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dimo_engine.camera import load_camera_path
-from dimo_engine.driving import content_hash, encode_driving, load_motion_file, motion_num_frames, resample_indices
+from dimo_engine.driving import check_driving_length, content_hash, encode_driving, load_motion_file, motion_num_frames
 from dimo_engine.errors import InputError
 from dimo_engine.generation import GenerationCancelled, GenerationSettings, Progress, conform_camera, reenact
 from dimo_engine.motion_cache import MotionCache, model_id
@@ -64,7 +64,16 @@ class Job:
         self.cancel_requested = threading.Event()
         self.deleted = False
         self.inputs: dict = {}
+        self.labels: dict[str, str] = {}  # stored input path -> how the client knows it (see `public`)
         self._lock = threading.Lock()
+
+    def public(self, message: str) -> str:
+        """`message` with every stored input path replaced by the upload field and the client's file name
+        it came from, and any other path inside the job's folder cut to its name: the server's
+        layout is not the client's business."""
+        for path in sorted(self.labels, key=len, reverse=True):
+            message = message.replace(path, self.labels[path])
+        return message.replace(str(self.folder) + "/", "").replace(str(self.folder), "the job")
 
     def update(self, **fields) -> None:
         with self._lock:
@@ -150,11 +159,19 @@ class JobRunner:
                 f"wait for one to finish (or cancel one) and send the job again")
 
     def submit(self, job_id: str, folder: Path, reference: Path, cameras: list[Path], driving: Path | None = None,
-               motion: Path | None = None, reference_camera: Path | None = None, settings: dict | None = None) -> Job:
+               motion: Path | None = None, reference_camera: Path | None = None, settings: dict | None = None,
+               labels: dict[Path, str] | None = None) -> Job:
         """Validate the saved inputs (raising InputError, and removing the folder) and queue the job
-        (raising QueueFull when `max_queued_jobs` wait already)."""
+        (raising QueueFull when `max_queued_jobs` wait already). `labels` names each stored input
+        as the client knows it ("upload 'reference' (hero.png)"); errors use those names, not paths."""
+        named = Job(job_id, folder, len(cameras))
+        named.labels = {str(path): label for path, label in (labels or {}).items()}
         try:
-            job = self._validate(job_id, folder, reference, cameras, driving, motion, reference_camera, settings or {})
+            try:
+                job = self._validate(job_id, folder, reference, cameras, driving, motion, reference_camera, settings or {})
+            except InputError as error:
+                raise InputError(named.public(str(error))) from None
+            job.labels = named.labels
             with self._jobs_lock:
                 if self._queue_is_full_locked():
                     raise QueueFull(self.queue_full_message())
@@ -186,9 +203,7 @@ class JobRunner:
                 num_frames = motion_num_frames(load_motion_file(cached, "cached motion"))
             else:
                 frames, fps = read_video(driving, max_side=limits.max_side, max_frames=limits.max_driving_frames)
-                num_frames = resample_indices(frames.shape[0], fps, float(config.fps)).size
-                if frames.shape[0] < 2 or num_frames < 2:
-                    raise InputError(f"driving video has {frames.shape[0]} frame(s), and motion needs at least 2; give a longer clip")
+                num_frames = check_driving_length(frames.shape[0], fps, float(config.fps), "the driving clip")
         if num_frames > limits.max_motion_frames:
             raise InputError(f"the motion is {num_frames} frames at the model's {float(config.fps):g} fps, more than the "
                              f"limit of {limits.max_motion_frames}; shorten the driving video")
@@ -245,10 +260,11 @@ class JobRunner:
             except GenerationCancelled:
                 job.update(status="cancelled")
             except InputError as error:
-                job.update(status="failed", error=str(error))
+                job.update(status="failed", error=job.public(str(error)))
             except Exception as error:  # the service must outlive any one job
                 logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                job.update(status="failed", error=f"the engine failed on this job ({type(error).__name__}: {error}); see the server log")
+                job.update(status="failed", error=job.public(f"the engine failed on this job ({type(error).__name__}: "
+                                                             f"{error}); see the server log"))
             finally:
                 job.inputs = {}
                 if job.deleted:
