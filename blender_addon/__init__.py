@@ -15,16 +15,25 @@ classes = (
     *ui.classes,
 )
 
-_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+_register_classes, _ = bpy.utils.register_classes_factory(classes)
 
 
+# A second register() or unregister() (a script enabling the add-on twice, a reload) is a no-op, not an error.
 def register():
+    if all(cls.is_registered for cls in classes):
+        return
+    if any(cls.is_registered for cls in classes):  # half-registered by an earlier failure: start clean
+        unregister()
     _register_classes()
     properties.attach()
 
 
 def unregister():
+    if not any(cls.is_registered for cls in classes):
+        return
     jobs.cancel_all()
     engine_process.stop_local_engine()
     properties.detach()
-    _unregister_classes()
+    for cls in reversed(classes):
+        if cls.is_registered:
+            bpy.utils.unregister_class(cls)

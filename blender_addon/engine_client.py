@@ -26,6 +26,10 @@ class EngineError(Exception):
     """The engine could not be reached or refused a request; the message is one sentence for the artist."""
 
 
+# Routes every DiMo engine answers; a server answering them with "not found" is something else.
+_ENGINE_ROUTES = {"/v1/health": ("status", "version"), "/v1/info": ("model", "num_frames", "fps")}
+
+
 def as_sentence(text: str) -> str:
     """The engine's messages are lower-case clauses; the panel shows them as sentences."""
     text = " ".join(str(text).split())
@@ -95,6 +99,16 @@ class EngineClient:
             raise EngineError(
                 f"The engine URL '{url}' is not an http:// address; set it in the DiMo add-on preferences."
             )
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018  (raises ValueError for a port like ':abc' or ':99999')
+        except ValueError:
+            parts = None
+        if parts is None or not parts.hostname:
+            raise EngineError(
+                f"The engine URL '{url}' is not a valid address (it needs a host and a numeric port, like "
+                f"http://127.0.0.1:8765); set it in the DiMo add-on preferences."
+            )
         self.url = url
         self.token = (token or "").strip()
         self.timeout = timeout
@@ -150,17 +164,27 @@ class EngineClient:
             pass
         if error.code == 401 or error.code == 403:
             return "The engine refused the token; copy the token from the engine's token file into the add-on preferences."
+        if error.code in (404, 405) and path in _ENGINE_ROUTES:
+            return self._not_an_engine(f"it answers {method} {path} with {error.code} {error.reason}")
         if detail:
             return as_sentence(detail)
         return f"The engine answered {error.code} {error.reason} to {method} {path}."
+
+    def _not_an_engine(self, why: str) -> str:
+        return (f"The server at {self.url} answers but is not a DiMo engine ({why}); check the URL and port in the "
+                f"add-on preferences (dimo serve prints its URL).")
 
     def _json(self, method: str, path: str, **kwargs) -> dict:
         raw = self._request(method, path, **kwargs)
         try:
             data = json.loads(raw.decode("utf-8"))
         except ValueError:
+            if path in _ENGINE_ROUTES:
+                raise EngineError(self._not_an_engine(f"its answer to {method} {path} is not JSON")) from None
             raise EngineError(f"The engine at {self.url} sent something that is not JSON for {method} {path}; is the URL a DiMo engine?") from None
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not all(key in data for key in _ENGINE_ROUTES.get(path, ())):
+            if path in _ENGINE_ROUTES:
+                raise EngineError(self._not_an_engine(f"its answer to {method} {path} lacks a DiMo engine's fields"))
             raise EngineError(f"The engine at {self.url} sent an unexpected answer to {method} {path}; is the URL a DiMo engine?")
         return data
 

@@ -139,5 +139,6 @@ def attach():
 
 
 def detach():
-    del bpy.types.WindowManager.dimo_job
-    del bpy.types.Scene.dimo
+    for owner, name in ((bpy.types.WindowManager, "dimo_job"), (bpy.types.Scene, "dimo")):
+        if hasattr(owner, name):
+            delattr(owner, name)

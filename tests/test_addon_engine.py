@@ -47,6 +47,8 @@ def test_check_engine_through_url_and_through_token_file(tmp_path):
     [
         ("localhost:8765", "", "The engine URL 'localhost:8765' is not an http:// address; set it in the DiMo add-on preferences."),
         ("http://127.0.0.1:8765", "missing.json", "does not exist; start the engine or fix the path in the preferences."),
+        ("http://localhost:abc", "", "'http://localhost:abc' is not a valid address (it needs a host and a numeric port, "
+                                     "like http://127.0.0.1:8765); set it in the DiMo add-on preferences."),
     ],
 )
 def test_check_engine_names_a_bad_setting(tmp_path, url, token_file, expected):
@@ -57,6 +59,38 @@ def test_check_engine_names_a_bad_setting(tmp_path, url, token_file, expected):
     import bpy
 
     assert bpy.context.window_manager.dimo_job.engine_status.endswith(expected)
+
+
+@pytest.mark.parametrize("answer", ["404", "html"])
+def test_a_server_that_is_not_a_dimo_engine_is_named_as_such(tmp_path, answer):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import bpy
+
+    class SomeOtherServer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>Welcome to nginx!</html>"
+            self.send_response(404 if answer == "404" else 200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SomeOtherServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        point_preferences_at(f"http://127.0.0.1:{server.server_port}", "token").token_file = ""
+        check_engine()
+        status = bpy.context.window_manager.dimo_job.engine_status
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"The server at http://127.0.0.1:{server.server_port} answers but is not a DiMo engine" in status, status
+    assert "check the URL and port" in status
 
 
 def test_start_engine_with_a_missing_python_says_what_to_set(tmp_path):

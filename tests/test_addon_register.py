@@ -95,6 +95,23 @@ def test_register_and_unregister_cleanly():
     assert hasattr(bpy.types, "DIMO_PT_takes")
 
 
+def test_register_and_unregister_called_twice_do_not_raise():
+    import bpy
+
+    import blender_addon
+
+    enable_addon()
+    blender_addon.register()  # already registered by the add-on system
+    assert hasattr(bpy.types.Scene, "dimo") and hasattr(bpy.ops.dimo, "generate")
+    blender_addon.unregister()
+    blender_addon.unregister()
+    assert not hasattr(bpy.types.Scene, "dimo") and not hasattr(bpy.types, "DIMO_PT_main")
+    blender_addon.register()
+    blender_addon.register()
+    assert hasattr(bpy.types.Scene, "dimo") and hasattr(bpy.types, "DIMO_PT_main")
+    assert bpy.context.scene.dimo.resolution == "128"
+
+
 def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
     import bpy
 
