@@ -151,7 +151,8 @@ def reenact(
 
     steps_done = 0
     report(0)
-    reference_image = reference_to_pil(reference)
+    # A pipeline that finds the character by its alpha gets the picture as it is; the others get RGB over grey.
+    reference_image = reference if getattr(pipe, "reads_alpha", False) else reference_to_pil(reference)
     results = []
     for camera_index, camera in enumerate(cameras):
         chunks: list[np.ndarray] = []
@@ -189,7 +190,7 @@ def reenact(
                 raise GenerationCancelled()
             steps_done = call_steps_start + steps_per_call
             report(steps_done)
-            chunks.append(np.asarray(output.frames)[0].astype(np.float32))  # (window, H, W, 3)
+            chunks.append(np.asarray(output.frames)[0].astype(np.float32))  # (window, H, W, 3 or 4: RGBA layer)
             # Frames before the next window's start can no longer change: hand them out now.
             final = starts[window_index + 1] if window_index + 1 < len(starts) else total
             if on_frames is not None and final > written:

@@ -8,10 +8,12 @@ import torch
 
 from dimo_engine.errors import InputError
 from dimo_engine.pipelines.pipeline_dimo import DiMoPipeline, DiMoPipelineOutput, MotionTokens
+from dimo_engine.pipelines.pipeline_dimo_character import DiMoCharacterPipeline, create_character_pipeline
 from dimo_engine.pipelines.presets import PRESETS
 
-__all__ = ["DiMoPipeline", "DiMoPipelineOutput", "MotionTokens", "create_random_pipeline", "load_pipeline", "save_pipeline",
-           "PRESETS"]
+__all__ = ["DiMoCharacterPipeline", "DiMoPipeline", "DiMoPipelineOutput", "MotionTokens", "create_character_pipeline",
+           "create_random_pipeline", "load_pipeline", "save_pipeline", "PRESETS"]
+PIPELINE_CLASSES = {"DiMoPipeline": DiMoPipeline, "DiMoCharacterPipeline": DiMoCharacterPipeline}
 
 
 def create_random_pipeline(seed: int = 0, preset: str = "tiny") -> DiMoPipeline:
@@ -63,6 +65,9 @@ def load_pipeline(path_or_none, device="auto", dtype=None) -> DiMoPipeline:
                 f"{folder}: no DiMo checkpoint there (model_index.json is missing); give a folder written by "
                 f"`pipe.save_pretrained` or `dimo train`."
             )
+        pipeline_class = PIPELINE_CLASSES.get(_class_name(folder), DiMoPipeline)
+        if pipeline_class is DiMoCharacterPipeline:  # small, pixel space: float32 throughout
+            return pipeline_class.from_pretrained(folder, local_files_only=True).to(device)
         # Only the transformer changes dtype; the VAE and encoders stay float32 (cheap, and more exact).
         component_dtypes = None if dtype is None else {"transformer": dtype, "default": torch.float32}
         pipe = DiMoPipeline.from_pretrained(folder, local_files_only=True, dtype=component_dtypes)
@@ -70,6 +75,15 @@ def load_pipeline(path_or_none, device="auto", dtype=None) -> DiMoPipeline:
     if dtype is not None:
         pipe.transformer.to(dtype)
     return pipe.to(device)
+
+
+def _class_name(folder: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((folder / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None  # from_pretrained names what is wrong
 
 
 def save_pipeline(pipe: DiMoPipeline, folder) -> Path:

@@ -1,0 +1,118 @@
+"""Where anchored motion tokens meet a target camera: the person's crop box in that camera, the tokens splatted
+pixel-aligned into it, and crops cut from or pasted back into full frames (the character layer).
+
+The default model generates the person in a square crop that follows the body: the box is the projected extent
+of the motion's own anchors (never the ground truth at inference), so the generator always sees the person at
+the same scale, and the crop is pasted back into the camera's full frame as RGBA (alpha = the person).
+All functions are torch, batched over a leading N axis, and differentiable where training needs it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import crop_and_resize
+
+from dimo_engine.body.skeleton import SMPLH_PARENTS
+from dimo_engine.camera import project_points
+
+BODY_PARENTS = [int(p) for p in SMPLH_PARENTS[:22]]
+BONE_SAMPLES = (0.25, 0.5, 0.75)  # points along each bone, besides its two joints
+# Joints sit inside the body: the box grows by this fraction of the joints' extent on every side to reach the
+# head top, the hands' tips and the soles.
+BOX_PADDING = 0.22
+MIN_BOX_SIDE = 8.0
+
+
+def motion_points(anchors: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token anchors `(N, K, 3)` (22 body joints first) and features `(N, K, C)` -> the points a splat draws:
+    every token, plus points along each body bone carrying the blend of its two joints' features."""
+    parents = torch.tensor(BODY_PARENTS[1:], device=anchors.device)
+    children = torch.arange(1, len(BODY_PARENTS), device=anchors.device)
+    points, values = [anchors], [features]
+    for fraction in BONE_SAMPLES:
+        points.append(anchors[:, parents] * (1 - fraction) + anchors[:, children] * fraction)
+        values.append(features[:, parents] * (1 - fraction) + features[:, children] * fraction)
+    return torch.cat(points, dim=1), torch.cat(values, dim=1)
+
+
+def square_boxes_around(points_uv: torch.Tensor, padding: float = BOX_PADDING) -> torch.Tensor:
+    """The padded square box `(N, 4)` [x0, y0, x1, y1] around projected points `(N, P, 2)` (pixels)."""
+    low, high = points_uv.amin(dim=1), points_uv.amax(dim=1)
+    centre = (low + high) / 2
+    side = ((high - low).amax(dim=-1) * (1 + 2 * padding)).clamp_min(MIN_BOX_SIDE)
+    return torch.cat([centre - side[:, None] / 2, centre + side[:, None] / 2], dim=-1)
+
+
+def target_boxes(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor) -> torch.Tensor:
+    """Crop boxes `(N, 4)` of the person in target cameras from the motion's character-frame anchors `(N, K, 3)`
+    (K `(N, 3, 3)`, world_to_camera `(N, 4, 4)`). Points behind the camera are left out of the extent."""
+    uv, depth = project_points(anchors, K, world_to_camera)
+    in_front = depth > 1e-3
+    uv = torch.where(in_front[..., None], uv, uv.new_zeros(()).expand_as(uv))
+    if not bool(in_front.all()):  # use the visible points' centre for those behind, so they do not widen the box
+        centre = (uv * in_front[..., None]).sum(1, keepdim=True) / in_front.sum(1, keepdim=True).clamp_min(1)[..., None]
+        uv = torch.where(in_front[..., None], uv, centre.expand_as(uv))
+    return square_boxes_around(uv)
+
+
+def smooth_boxes(boxes: torch.Tensor, sigma_frames: float = 1.0) -> torch.Tensor:
+    """Boxes of consecutive frames `(F, 4)` smoothed in time (Gaussian), so the crop does not shake the layer."""
+    if boxes.shape[0] < 3 or sigma_frames <= 0:
+        return boxes
+    radius = int(3 * sigma_frames)
+    offsets = torch.arange(-radius, radius + 1, dtype=boxes.dtype, device=boxes.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma_frames) ** 2)
+    padded = F.pad(boxes.T[None], (radius, radius), mode="replicate")  # (1, 4, F + 2r)
+    smoothed = F.conv1d(padded.reshape(4, 1, -1), (kernel / kernel.sum()).view(1, 1, -1))
+    return smoothed[:, 0].T
+
+
+def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Cut boxes `(N, 4)` [x0, y0, x1, y1] (pixel edges) from images `(N, C, H, W)` -> `(N, C, size, size)`;
+    outside the image is 0 (transparent for RGBA in [0, 1])."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    corners = torch.stack([torch.stack(c, dim=-1) for c in ((x0, y0), (x1 - 1, y0), (x1 - 1, y1 - 1), (x0, y1 - 1))],
+                          dim=-2)  # (N, 4, 2): kornia wants inclusive corner pixels
+    return crop_and_resize(images, corners.to(images.dtype), (size, size), mode="bilinear", align_corners=True)
+
+
+def paste_crops(crops: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of `crop_boxes`: crops `(N, C, S, S)` placed back at boxes `(N, 4)` in `(N, C, height, width)`
+    frames, 0 outside the box (the layer is transparent there)."""
+    size = crops.shape[-1]
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=crops.dtype, device=crops.device),
+                            torch.arange(width, dtype=crops.dtype, device=crops.device), indexing="ij")
+    x0, y0, x1, y1 = (v.to(crops.dtype)[:, None, None] for v in boxes.unbind(-1))
+    # pixel x of the frame -> crop pixel (x - x0) / (x1 - 1 - x0) * (S - 1), as crop_and_resize samples it
+    grid_x = (xs[None] - x0) / (x1 - 1 - x0).clamp_min(1e-6) * 2 - 1
+    grid_y = (ys[None] - y0) / (y1 - 1 - y0).clamp_min(1e-6) * 2 - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1)  # (N, H, W, 2)
+    return F.grid_sample(crops, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def splat(points_uv: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """Gaussian splats of point values: points `(N, P, 2)` in crop pixels, values `(N, P, C)` -> `(N, C, S, S)`."""
+    grid = torch.arange(size, dtype=points_uv.dtype, device=points_uv.device)
+    dx = (grid[None, None, :] - points_uv[..., 0:1]) ** 2  # (N, P, S)
+    dy = (grid[None, None, :] - points_uv[..., 1:2]) ** 2
+    weight_x = torch.exp(-dx / (2 * sigma ** 2))
+    weight_y = torch.exp(-dy / (2 * sigma ** 2))
+    return torch.einsum("npy,npx,npc->ncyx", weight_y, weight_x, values)
+
+
+def splat_motion(anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor,
+                 boxes: torch.Tensor, size: int, sigma: float = 1.5) -> torch.Tensor:
+    """Motion tokens seen by a target camera, pixel-aligned in its crop: anchors `(N, K, 3)` (character frame),
+    features `(N, K, C)`, cameras (N, 3, 3) / (N, 4, 4), boxes `(N, 4)` -> maps `(N, C + 2, size, size)`:
+    the splatted features, the points' depth relative to the body's (so the generator knows what is in front),
+    and a coverage channel."""
+    points, values = motion_points(anchors, features)
+    uv, depth = project_points(points, K, world_to_camera)  # (N, P, 2), (N, P)
+    side = (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6)
+    crop_uv = (uv - boxes[:, None, :2]) / side[:, None, None] * (size - 1)
+    root_depth = depth[:, :1]
+    relative_depth = ((depth - root_depth) / 0.5).clamp(-3, 3)  # in half metres
+    visible = (depth > 1e-3).to(values.dtype)[..., None]
+    channels = torch.cat([values, relative_depth[..., None], torch.ones_like(relative_depth)[..., None]], dim=-1)
+    return splat(crop_uv, channels * visible, size, sigma)

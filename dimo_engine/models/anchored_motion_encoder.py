@@ -1,0 +1,205 @@
+"""Anchored motion encoders: a driving crop becomes motion tokens that each carry a learned feature and a 3D anchor.
+
+The default model's encoders (3DiMo's E_b and E_h, made to learn on a CPU). Per frame the body encoder reads one
+person-centred crop and gives K = 22 tokens, one per SMPL-H body joint: a learned feature (trained end to end by
+the generation loss) and an anchor, a 3D point in the *view frame* of the driving camera (gravity-aligned, turned
+with the camera's heading; root-relative), plus the root's place in that frame. No driving camera is needed at
+inference: `character_frame_anchors` turns the view-frame anchors of a clip into the character frame by the body's
+own facing at frame 0 (the character frame's definition), which is where the generator's target camera reads them.
+The hand encoder reads the two hand crops and gives one token per hand, anchored at that wrist.
+
+Auxiliary heads (training only, annealed to zero): SMPL-H joint rotations (6D) and 2D joints in the crop (the latter
+also place the hand crops at inference).
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from einops import rearrange
+from torch import nn
+
+from dimo_engine.errors import InputError
+from dimo_engine.models.motion_encoder import IDENTITY_6D
+
+NUM_BODY_TOKENS = 22  # pelvis + 21 body joints, SMPL-H order
+NUM_JOINTS_2D = 52
+LEFT_HIP, RIGHT_HIP, LEFT_SHOULDER, RIGHT_SHOULDER = 1, 2, 16, 17
+WRISTS = (20, 21)
+UP = (0.0, 0.0, 1.0)
+TYPICAL_ROOT = (0.0, 5.9, 0.96)  # mean of the training renders' driving roots (view frame)
+
+
+def _conv_block(channels_in: int, channels_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels_in, channels_out, 3, stride=2, padding=1),
+        nn.GroupNorm(8, channels_out), nn.SiLU(),
+        nn.Conv2d(channels_out, channels_out, 3, padding=1),
+        nn.GroupNorm(8, channels_out), nn.SiLU(),
+    )
+
+
+class AnchoredMotionEncoder(ModelMixin, ConfigMixin):
+    """Per-frame CNN tokenizer with anchored tokens (body: one crop a frame; hands: two crops a frame).
+
+    Args:
+        image_size: crops are resized to this square size.
+        num_crops: 1 for the body, 2 for the hands (each hand its own token).
+        num_tokens: tokens per crop (22 body joints; 1 per hand).
+        feature_dim: width of each token's learned feature.
+        channels: widths of the stride-2 convolution stages.
+        box_features: extra numbers about the crop's place in the frame (centre x, y and side, in image units),
+            read by the body heads so the root's place can be estimated.
+        aux_joints: rotations the pose head predicts per crop (body 22: root tilt + 21 joints; hands 15 fingers).
+        anchors: whether tokens carry anchors (body); hand tokens take their wrist's anchor instead.
+
+    `forward(images, box_features=None)`: images `(B, F, C, H, W)` or `(B, F, N, C, H, W)` in [0, 1] ->
+    dict with "features" `(B, F, N*K, feature_dim)` and, for the body, "anchors" `(B, F, K, 3)` (view frame,
+    root-relative, metres), "root" `(B, F, 3)` (view frame: right, forward of the camera's foot, height), and the
+    training heads "pose_6d" `(B, F, N, aux_joints, 6)` and "joints_2d" `(B, F, 52, 2)` (crop units, 0..1).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 64,
+        num_crops: int = 1,
+        num_tokens: int = NUM_BODY_TOKENS,
+        feature_dim: int = 16,
+        channels: tuple = (32, 64, 128, 192),
+        hidden_dim: int = 512,
+        box_features: int = 3,
+        aux_joints: int = 22,
+        anchors: bool = True,
+    ):
+        super().__init__()
+        stages, width = [], in_channels
+        for channels_out in channels:
+            stages.append(_conv_block(width, channels_out))
+            width = channels_out
+        self.backbone = nn.Sequential(*stages)
+        cells = (image_size // 2 ** len(channels)) ** 2
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(width * cells + box_features, hidden_dim), nn.SiLU(),
+                                   nn.Linear(hidden_dim, hidden_dim), nn.SiLU())
+        self.feature_head = nn.Linear(hidden_dim, num_tokens * feature_dim)
+        self.pose_head = nn.Linear(hidden_dim, aux_joints * 6)
+        nn.init.zeros_(self.pose_head.weight)  # residuals around the identity rotation, starting there
+        nn.init.zeros_(self.pose_head.bias)
+        if anchors:
+            self.anchor_head = nn.Linear(hidden_dim, num_tokens * 3)
+            self.root_head = nn.Linear(hidden_dim, 3)
+            with torch.no_grad():  # start at a typical place: on the optical axis, 6 m away, pelvis 0.96 m up
+                self.root_head.bias.copy_(torch.tensor(TYPICAL_ROOT))
+            self.joints_2d_head = nn.Linear(hidden_dim, NUM_JOINTS_2D * 2)
+
+    def forward(self, images: torch.Tensor, box_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        if images.ndim == 5 and cfg.num_crops == 1:
+            images = images.unsqueeze(2)
+        if images.ndim != 6 or images.shape[2] != cfg.num_crops or images.shape[3] != cfg.in_channels:
+            raise InputError(f"Motion encoder input has shape {tuple(images.shape)}; give (B, F, {cfg.num_crops}, "
+                             f"{cfg.in_channels}, H, W) crops in [0, 1].")
+        batch, frames = images.shape[:2]
+        pixels = rearrange(images, "b f n c h w -> (b f n) c h w").to(self.dtype)
+        if pixels.shape[-2:] != (cfg.image_size, cfg.image_size):
+            pixels = F.interpolate(pixels, size=(cfg.image_size, cfg.image_size), mode="bilinear", antialias=True)
+        extra = torch.zeros(pixels.shape[0], cfg.box_features, dtype=pixels.dtype, device=pixels.device)
+        if box_features is not None and cfg.box_features:
+            extra = rearrange(box_features.to(pixels), "b f n c -> (b f n) c") if box_features.ndim == 4 else \
+                box_features.to(pixels).reshape(-1, 1, cfg.box_features).expand(-1, cfg.num_crops, -1).reshape(-1, cfg.box_features)
+        hidden = self.trunk(torch.cat([self.backbone(pixels * 2.0 - 1.0).flatten(1), extra], dim=1))  # (BFN, hidden)
+
+        def per_frame(x, pattern="(b f n) (k c) -> b f (n k) c", **sizes):
+            return rearrange(x, pattern, b=batch, f=frames, n=cfg.num_crops, **sizes)
+
+        out = {"features": per_frame(self.feature_head(hidden), c=cfg.feature_dim),
+               "pose_6d": per_frame(self.pose_head(hidden), "(b f n) (j c) -> b f n j c", c=6) + IDENTITY_6D.to(hidden)}
+        if cfg.anchors:
+            anchors = per_frame(self.anchor_head(hidden), c=3)
+            out["anchors"] = anchors - anchors[:, :, :1]  # root-relative by construction: the pelvis is the origin
+            out["root"] = rearrange(self.root_head(hidden), "(b f) c -> b f c", b=batch)
+            out["joints_2d"] = per_frame(self.joints_2d_head(hidden), c=2) + 0.5
+        return out
+
+
+# ---- view frame <-> character frame ---------------------------------------------------------------------------
+
+
+def view_frame_rotation(camera_to_world: torch.Tensor) -> torch.Tensor:
+    """Rows (right, forward, up) of a camera's gravity-aligned view frame: `(..., 4, 4)` -> `(..., 3, 3)` taking
+    character-frame vectors to view-frame ones. Forward is the optical axis flattened onto the ground."""
+    forward = camera_to_world[..., :3, 2].clone()
+    forward[..., 2] = 0.0
+    forward = F.normalize(forward, dim=-1, eps=1e-6)
+    up = torch.tensor(UP, dtype=forward.dtype, device=forward.device).expand_as(forward)
+    right = torch.cross(forward, up, dim=-1)
+    return torch.stack([right, forward, up], dim=-2)
+
+
+def view_frame_targets(joints: torch.Tensor, camera_to_world: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training targets of the body encoder: character-frame joints `(..., J, 3)` seen by a camera
+    `(..., 4, 4)` -> (root-relative joints in the view frame `(..., J, 3)`, root `(..., 3)`: right and forward of
+    the camera's foot, and height above the ground)."""
+    rotation = view_frame_rotation(camera_to_world)
+    relative = torch.einsum("...ij,...kj->...ki", rotation, joints - joints[..., :1, :])
+    offset = torch.einsum("...ij,...j->...i", rotation, joints[..., 0, :] - camera_to_world[..., :3, 3])
+    root = torch.stack([offset[..., 0], offset[..., 1], joints[..., 0, 2]], dim=-1)
+    return relative, root
+
+
+def body_facing(joints: torch.Tensor) -> torch.Tensor:
+    """Unit horizontal direction a body faces, from its hips and shoulders: `(..., J, 3)` -> `(..., 3)`."""
+    left = (joints[..., LEFT_HIP, :] - joints[..., RIGHT_HIP, :]) + (joints[..., LEFT_SHOULDER, :] - joints[..., RIGHT_SHOULDER, :])
+    left = torch.stack([left[..., 0], left[..., 1], torch.zeros_like(left[..., 0])], dim=-1)
+    up = torch.tensor(UP, dtype=joints.dtype, device=joints.device).expand_as(left)
+    return F.normalize(torch.cross(left, up, dim=-1), dim=-1, eps=1e-6)  # the character frame's facing is -Y
+
+
+def heading_rotation(facing: torch.Tensor) -> torch.Tensor:
+    """The rotation about Z `(..., 3, 3)` that turns a facing direction `(..., 3)` to the character frame's -Y."""
+    angle = torch.atan2(facing[..., 0], -facing[..., 1])  # 0 when already facing -Y
+    cos, sin = torch.cos(-angle), torch.sin(-angle)
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    return torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1),
+                        torch.stack([zero, zero, one], -1)], dim=-2)
+
+
+def character_frame_anchors(anchors: torch.Tensor, root: torch.Tensor, first_anchors: torch.Tensor | None = None,
+                            first_root: torch.Tensor | None = None) -> torch.Tensor:
+    """View-frame anchors `(B, F, K, 3)` and roots `(B, F, 3)` of a clip -> character-frame anchors `(B, F, K, 3)`.
+
+    The character frame is the body's own at the clip's first frame: origin on the ground under the root, facing
+    -Y. `first_anchors` `(B, K, 3)` / `first_root` `(B, 3)` give that first frame when it is not `anchors[:, 0]`
+    (training sees single frames). The facing is read from the predicted hips and shoulders, so a body seen from
+    behind must be recognised as such by the encoder.
+    """
+    first_anchors = anchors[:, 0] if first_anchors is None else first_anchors
+    first_root = root[:, 0] if first_root is None else first_root
+    turn = heading_rotation(body_facing(first_anchors))[:, None]  # (B, 1, 3, 3)
+    travel = root - first_root[:, None]  # (B, F, 3)
+    travel = torch.stack([travel[..., 0], travel[..., 1], torch.zeros_like(travel[..., 0])], dim=-1)
+    root_position = torch.einsum("bfij,bfj->bfi", turn, travel) + \
+        torch.stack([torch.zeros_like(root[..., 0]), torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
+    return torch.einsum("bfij,bfkj->bfki", turn, anchors) + root_position[:, :, None]
+
+
+def facing_error_deg(predicted_anchors: torch.Tensor, true_anchors: torch.Tensor) -> torch.Tensor:
+    """Angle between the facing of two poses `(..., J, 3)` in degrees `(...)`; > 90 is a front/back confusion."""
+    cosine = (body_facing(predicted_anchors) * body_facing(true_anchors)).sum(-1).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cosine))
+
+
+def box_features(boxes: torch.Tensor, image_width: int, image_height: int) -> torch.Tensor:
+    """Crop boxes `(..., 4)` [x0, y0, x1, y1] in pixels -> (centre x, centre y, side) in image heights, centred."""
+    centre_x = (boxes[..., 0] + boxes[..., 2]) / 2 - image_width / 2
+    centre_y = (boxes[..., 1] + boxes[..., 3]) / 2 - image_height / 2
+    side = torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])
+    return torch.stack([centre_x, centre_y, side], dim=-1) / float(image_height)
+
+
+__all__ = ["AnchoredMotionEncoder", "box_features", "character_frame_anchors", "facing_error_deg",
+           "view_frame_targets", "view_frame_rotation"]

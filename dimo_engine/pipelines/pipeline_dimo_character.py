@@ -1,0 +1,331 @@
+"""Where a reference image, motion tokens and target cameras become a character layer: the default model's pipeline.
+
+Pixel space, no VAE (a VAE trained on this project's CPU budget turned the small person into a blob): the person is
+generated in a square crop that follows the body in each target camera, as RGBA (alpha = the person), and pasted
+back into the camera's full frame. Reads like diffusers' pipelines: `check_inputs` -> `encode_motion` (driving
+frames -> anchored motion tokens) -> `prepare_latents` (one noise image shared by all frames, so the video does
+not flicker) -> denoising loop (flow matching, the generator predicts the clean image) with `progress_bar` and
+`callback_on_step_end` -> paste into full frames -> `DiMoPipelineOutput` with RGBA frames.
+
+The Wan-based `DiMoPipeline` (pipeline_dimo.py) stays for users with local Wan weights on a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2DModel
+
+from dimo_engine.character_layer import crop_boxes, paste_crops, smooth_boxes, splat_motion, target_boxes
+from dimo_engine.driving import BACKGROUND, person_box_from_alpha, person_box_from_locator, resample_indices, square_box
+from dimo_engine.errors import InputError
+from dimo_engine.models.anchored_motion_encoder import AnchoredMotionEncoder, box_features, character_frame_anchors
+from dimo_engine.models.keypoint_locator import KeypointLocator
+from dimo_engine.pipelines.pipeline_dimo import DiMoPipelineOutput, MotionTokens
+
+HAND_CROP = 16
+WRISTS = (20, 21)
+
+
+def motion_from_crops(body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, crops: torch.Tensor,
+                      boxes: torch.Tensor, hand_crops: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Where driving crops become motion tokens, for training and inference alike.
+
+    crops `(B, F, 3, S, S)` person-centred in [0, 1], boxes `(B, F, 3)` (`box_features` of each crop's box),
+    hand_crops `(B, F, 2, 3, s, s)` -> the body encoder's outputs (view-frame "anchors", "root", training heads)
+    plus "features" `(B, F, 24, D)`: 22 body tokens then the left and right hand tokens.
+    """
+    body = body_encoder(crops, boxes)
+    hands = hand_encoder(hand_crops)
+    body["body_features"] = body["features"]
+    body["features"] = torch.cat([body["features"], hands["features"]], dim=2)
+    body["hand_pose_6d"] = hands["pose_6d"]
+    return body
+
+
+def token_anchors(body_anchors: torch.Tensor) -> torch.Tensor:
+    """Anchors of all 24 tokens `(..., 24, 3)` from the 22 body anchors: each hand token sits at its wrist."""
+    return torch.cat([body_anchors, body_anchors[..., list(WRISTS), :]], dim=-2)
+
+
+def rgba_to_model(rgba: torch.Tensor) -> torch.Tensor:
+    """RGBA `(N, 4, H, W)` in [0, 1] -> the generator's space: RGB over the plain grey, and alpha, in [-1, 1]."""
+    alpha = rgba[:, 3:4]
+    rgb = rgba[:, :3] * alpha + BACKGROUND * (1 - alpha)
+    return torch.cat([rgb, alpha], dim=1) * 2 - 1
+
+
+def model_to_rgba(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `rgba_to_model`: straight RGBA in [0, 1] (colour outside the person is irrelevant)."""
+    x = ((x + 1) / 2).clamp(0, 1)
+    return torch.cat([x[:, :3], x[:, 3:4]], dim=1)
+
+
+class DiMoCharacterPipeline(DiffusionPipeline):
+    """Re-enact motion with a reference character, seen from explicit target cameras, as an RGBA character layer.
+
+    Components: `body_encoder` and `hand_encoder` (AnchoredMotionEncoder), `generator` (diffusers UNet2DModel in
+    pixel space: noisy RGBA crop + reference crop + splatted motion maps -> clean RGBA crop), `scheduler`
+    (FlowMatchEulerDiscreteScheduler), optional `keypoint_locator` (finds the person in driving videos without
+    alpha). Config: `num_frames` (frames per call), `fps`, `height`/`width` (default camera size), `crop_size`.
+    """
+
+    model_cpu_offload_seq = "body_encoder->hand_encoder->generator"
+    _optional_components = ["keypoint_locator"]
+    _callback_tensor_inputs = ["latents"]
+    reads_alpha = True  # the reference's alpha finds the character; `generation.reenact` passes it through
+
+    def __init__(self, body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, generator: UNet2DModel,
+                 scheduler: FlowMatchEulerDiscreteScheduler, keypoint_locator: KeypointLocator | None = None,
+                 num_frames: int = 17, fps: float = 12.0, height: int = 128, width: int = 128, crop_size: int = 64,
+                 splat_sigma: float = 1.5):
+        super().__init__()
+        self.register_modules(body_encoder=body_encoder, hand_encoder=hand_encoder, generator=generator,
+                              scheduler=scheduler, keypoint_locator=keypoint_locator)
+        self.register_to_config(num_frames=num_frames, fps=fps, height=height, width=width, crop_size=crop_size,
+                                splat_sigma=splat_sigma)
+        self._interrupt = False
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    # ---- motion ---------------------------------------------------------------------------------------------
+
+    def _driving_box(self, frames: np.ndarray, source: str):
+        if frames.shape[-1] == 4:
+            box = person_box_from_alpha(frames[..., 3])
+        else:
+            box = person_box_from_locator(self.keypoint_locator, frames)
+        if box is None:
+            if frames.shape[-1] == 4:
+                raise InputError(f"{source}: its alpha channel is empty on every frame, so there is no person to "
+                                 f"follow; give a video whose alpha is the person, or one without alpha.")
+            box = None  # whole frame, letterboxed
+        return square_box(box, frames.shape[2], frames.shape[1])
+
+    @torch.no_grad()
+    def encode_driving_clip(self, frames: np.ndarray, fps: float, source: str = "driving video") -> MotionTokens:
+        """A whole driving clip, uint8 `(T, H, W, C)` at `fps` (C = 4: alpha is the person) -> `MotionTokens` at the
+        model's fps: body `(1, T', 22, D + 3)` and hands `(1, T', 2, D + 3)`, each token its learned feature then
+        its anchor in the character frame (the body's own frame at the first frame)."""
+        from dimo_engine.driving import MIN_DRIVING_FRAMES
+
+        indices = resample_indices(frames.shape[0], fps, float(self.config.fps))
+        if indices.size < MIN_DRIVING_FRAMES:
+            raise InputError(f"{source} gives {indices.size} frame(s) at the model's {self.config.fps:g} fps; motion "
+                             f"needs at least {MIN_DRIVING_FRAMES} frames there, so give a clip of at least "
+                             f"{MIN_DRIVING_FRAMES / float(self.config.fps):.2f} s.")
+        frames = frames[indices]
+        box = self._driving_box(frames, source)
+        device = self._execution_device
+        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (T, C, H, W)
+        if images.shape[1] == 4:  # the person over the models' plain grey
+            images = torch.cat([images[:, :3] * images[:, 3:] + BACKGROUND * (1 - images[:, 3:]), images[:, 3:]], 1)
+        height, width = frames.shape[1:3]
+        size = int(self.body_encoder.config.image_size)
+        boxes = torch.tensor(box, dtype=torch.float32).expand(images.shape[0], 4)
+        crops = crop_boxes(images[:, :3], boxes, size).to(device)  # (T, 3, S, S)
+        features = box_features(boxes, width, height).to(device)  # (T, 3)
+        body = self.body_encoder(crops[None], features[None])
+        hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (T, 2, 4)
+        hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
+        hands = self.hand_encoder(hand_crops[None].to(device))
+        anchors = character_frame_anchors(body["anchors"], body["root"])  # (1, T, 22, 3)
+        all_anchors = token_anchors(anchors)
+        tokens = torch.cat([torch.cat([body["features"], hands["features"]], dim=2), all_anchors], dim=-1)
+        return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
+
+    def _hand_boxes(self, joints_2d: torch.Tensor, boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """Hand crop boxes `(T, 2, 4)` from the body encoder's 2D joints (crop units), by the same recipe the clip
+        renderer annotates the training hands with."""
+        from blender_addon.clip_renderer.annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, hand_boxes
+
+        side = (boxes[:, 2] - boxes[:, 0])[:, None, None]
+        pixels = (joints_2d * side + boxes[:, None, :2]).double().numpy()
+        visible = np.ones(pixels.shape[:2], dtype=bool)
+        return torch.from_numpy(hand_boxes(pixels, visible, [SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND], height)).float()
+
+    def default_reference_camera(self):
+        """The reference image's camera when none is given: a still front view at eye level (unused by this
+        model's generator, which reads the reference whatever its view; kept for the shared interface)."""
+        from blender_addon.camera_rigs import static_view
+
+        return static_view(0.0, 0.0, 1, float(self.config.fps), int(self.config.width), int(self.config.height), seed=0)
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+
+    def check_inputs(self, reference_image, motion, target_cameras, num_inference_steps: int) -> None:
+        if reference_image is None:
+            raise InputError("No reference image was given; pass the character's picture as reference_image.")
+        if not isinstance(motion, MotionTokens):
+            raise InputError("No motion was given; pass MotionTokens from pipe.encode_driving_clip (or "
+                             "`dimo encode-motion`).")
+        feature_dim = int(self.body_encoder.config.feature_dim)
+        if motion.body.shape[-1] != feature_dim + 3 or motion.body.shape[2] != 22:
+            raise InputError(f"The motion tokens have shape {tuple(motion.body.shape)}, not (B, F, 22, {feature_dim + 3})"
+                             f" of this model; encode the driving video again with this model.")
+        if target_cameras is None:
+            raise InputError("No target camera was given; pass a CameraPath with one camera per frame.")
+        if target_cameras.num_frames != motion.num_frames:
+            raise InputError(f"The target camera path has {target_cameras.num_frames} frames but the motion has "
+                             f"{motion.num_frames}; give one camera per frame.")
+        if num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+
+    def reference_crop(self, reference_image) -> torch.Tensor:
+        """The character's crop `(1, 4, S, S)` in the generator's space: a square around its alpha (RGBA input), or
+        around the person the keypoint locator finds (RGB: opaque, its set kept), in the generator's space."""
+        if isinstance(reference_image, PIL.Image.Image):
+            reference_image = np.asarray(reference_image.convert("RGBA" if "A" in reference_image.mode else "RGB"))
+        image = np.asarray(reference_image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
+            raise InputError(f"The reference image has shape {image.shape} and type {image.dtype}; give an RGB or "
+                             f"RGBA uint8 image (H, W, 3 or 4).")
+        if image.shape[-1] == 3:
+            image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+        if (image[..., 3] < 255).any():
+            box = person_box_from_alpha(image[None, ..., 3])
+        else:  # opaque: the person is found by the keypoint locator, the set stays in the crop as in training
+            box = person_box_from_locator(self.keypoint_locator, image[None, ..., :3])
+        box = square_box(box, image.shape[1], image.shape[0])
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        crop = crop_boxes(pixels, torch.tensor([box], dtype=torch.float32), int(self.config.crop_size))
+        return rgba_to_model(crop).to(self._execution_device)
+
+    def motion_maps(self, motion: MotionTokens, target_cameras) -> tuple[torch.Tensor, torch.Tensor]:
+        """Splatted motion `(F, C, S, S)` and crop boxes `(F, 4)` of the first clip of `motion` in `target_cameras`."""
+        device = self._execution_device
+        tokens = torch.cat([motion.body[0], motion.hands[0]], dim=1).to(device, torch.float32)  # (F, 24, D + 3)
+        features, anchors = tokens[..., :-3], tokens[..., -3:]
+        K = torch.from_numpy(target_cameras.K).float().to(device)
+        world_to_camera = torch.from_numpy(target_cameras.world_to_camera).float().to(device)
+        boxes = smooth_boxes(target_boxes(anchors, K, world_to_camera))
+        maps = splat_motion(anchors, features, K, world_to_camera, boxes, int(self.config.crop_size),
+                            float(self.config.splat_sigma))
+        return maps, boxes
+
+    def prepare_latents(self, num_frames: int, generator=None, latents=None) -> torch.Tensor:
+        """One noise image for every frame (F, 4, S, S): the same seed draws the same person, frame after frame."""
+        if latents is not None:
+            return latents.to(self._execution_device, torch.float32)
+        size = int(self.config.crop_size)
+        noise = torch.randn((1, 4, size, size), generator=generator, dtype=torch.float32)
+        return noise.expand(num_frames, -1, -1, -1).clone().to(self._execution_device)
+
+    def predict_clean(self, noisy: torch.Tensor, timestep: torch.Tensor, reference: torch.Tensor,
+                      maps: torch.Tensor) -> torch.Tensor:
+        """One generator forward (training and sampling): noisy crops `(N, 4, S, S)`, timesteps `(N,)` in [0, 1000],
+        reference crops `(N, 4, S, S)`, motion maps `(N, C, S, S)` -> the clean crop it predicts `(N, 4, S, S)`."""
+        return self.generator(torch.cat([noisy, reference, maps], dim=1), timestep).sample
+
+    # ---- generation -----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference_image,
+        motion: MotionTokens | None = None,
+        target_cameras=None,
+        reference_camera=None,
+        num_inference_steps: int = 12,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        drop_motion: bool = False,
+        **unused,
+    ):
+        """Generate `(1, F, H, W, 4)` RGBA frames in [0, 1] of the reference character doing the motion, seen from
+        `target_cameras` (frames at the camera path's own image size; alpha = the person).
+
+        Args:
+            reference_image: the character (uint8 RGBA whose alpha is the character, or RGB, or PIL).
+            motion: `MotionTokens` from `encode_driving_clip` (one clip).
+            target_cameras: `CameraPath` with one camera per frame, in the character frame.
+            reference_camera: unused by this model (the reference crop is read whatever its view), kept for the
+                shared call signature.
+            callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
+                to stop after the current step.
+            drop_motion: generate with the motion maps zeroed (the probe that the generator reads the motion).
+        """
+        self.check_inputs(reference_image, motion, target_cameras, num_inference_steps)
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise InputError(f"callback_on_step_end_tensor_inputs: {name!r} is not one of "
+                                 f"{self._callback_tensor_inputs}.")
+        self._interrupt = False
+        num_frames = motion.num_frames
+
+        # 1. The character's crop, and the motion seen by each target camera.
+        reference = self.reference_crop(reference_image).expand(num_frames, -1, -1, -1)
+        maps, boxes = self.motion_maps(motion, target_cameras)
+        if drop_motion:
+            maps = torch.zeros_like(maps)
+
+        # 2. Noise, shared by all frames.
+        latents = self.prepare_latents(num_frames, generator, latents)
+
+        # 3. Denoising loop: the generator predicts the clean crop; the scheduler steps the flow velocity.
+        self.scheduler.set_timesteps(num_inference_steps, device=latents.device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                sigma = self.scheduler.sigmas[i].to(latents)
+                clean = self.predict_clean(latents, t.expand(num_frames), reference, maps)
+                velocity = (latents - clean) / sigma.clamp_min(1e-4)
+                latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    step_locals = locals()
+                    callback_kwargs = {name: step_locals[name] for name in callback_on_step_end_tensor_inputs}
+                    latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", latents)
+                progress_bar.update()
+
+        # 4. The crops back in the full frames: the character layer.
+        if output_type == "latent":
+            frames = latents[None]
+        else:
+            crops = model_to_rgba(latents)  # (F, 4, S, S)
+            layer = paste_crops(crops, boxes, int(target_cameras.height), int(target_cameras.width))  # (F, 4, H, W)
+            frames = layer.permute(0, 2, 3, 1)[None].clamp(0, 1).cpu()  # (1, F, H, W, 4)
+            if output_type == "np":
+                frames = frames.numpy()
+            elif output_type == "pil":
+                frames = [[PIL.Image.fromarray((f * 255 + 0.5).astype(np.uint8), "RGBA") for f in frames[0].numpy()]]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return DiMoPipelineOutput(frames=frames)
+
+
+def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: int = 64,
+                              generator_channels=(32, 64, 96, 128)) -> DiMoCharacterPipeline:
+    """A fresh, untrained default-model pipeline (deterministic from `seed`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body = AnchoredMotionEncoder(image_size=64, feature_dim=feature_dim)
+        hands = AnchoredMotionEncoder(image_size=HAND_CROP, num_crops=2, num_tokens=1, feature_dim=feature_dim,
+                                      channels=(32, 64), hidden_dim=128, box_features=0, aux_joints=15, anchors=False)
+        generator = UNet2DModel(
+            sample_size=crop_size, in_channels=4 + 4 + feature_dim + 2, out_channels=4,
+            block_out_channels=tuple(generator_channels), layers_per_block=1, norm_num_groups=8,
+            # attention only at the coarsest level (8 x 8): it carries the reference's look to where the body is
+            down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+            attention_head_dim=32,
+        )
+        pipe = DiMoCharacterPipeline(body, hands, generator, FlowMatchEulerDiscreteScheduler(shift=1.0),
+                                     crop_size=crop_size)
+    return pipe
