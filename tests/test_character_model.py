@@ -1,0 +1,204 @@
+"""The default model's parts: anchored motion tokens in the view and character frames, the character layer's
+geometry (boxes, splats, crop and paste), the pipeline end to end, and both training stages on tiny clips."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from blender_addon.camera_path import CameraPath
+from blender_addon.camera_rigs import intrinsics_from_fov, look_at
+from dimo_engine.character_layer import crop_boxes, paste_crops, smooth_boxes, splat, target_boxes
+from dimo_engine.errors import InputError
+from dimo_engine.models.anchored_motion_encoder import (
+    body_facing,
+    character_frame_anchors,
+    facing_error_deg,
+    view_frame_targets,
+)
+from dimo_engine.pipelines import DiMoCharacterPipeline, create_character_pipeline, load_pipeline, save_pipeline
+from dimo_engine.pipelines.pipeline_dimo import MotionTokens
+from tests.fixtures_clips import write_dataset
+
+
+def standing_body(turn_deg: float = 0.0, shift=(0.0, 0.0)) -> torch.Tensor:
+    """22 joints of a T-ish body facing -Y turned by `turn_deg` about Z, pelvis 0.9 m up: `(22, 3)`."""
+    rng = np.random.default_rng(0)
+    joints = rng.uniform(-0.2, 0.2, (22, 3)) * [1, 0.3, 1] + [0, 0, 0.9]
+    joints[0] = [0, 0, 0.9]
+    joints[1], joints[2] = [0.1, 0, 0.85], [-0.1, 0, 0.85]  # left hip on +X: the body faces -Y
+    joints[16], joints[17] = [0.2, 0, 1.4], [-0.2, 0, 1.4]
+    angle = math.radians(turn_deg)
+    rotation = np.array([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
+    return torch.tensor(joints @ rotation.T + [*shift, 0], dtype=torch.float32)
+
+
+def camera_to_world(azimuth_deg: float, distance: float = 4.0, height: float = 1.2) -> torch.Tensor:
+    a = math.radians(azimuth_deg)
+    eye = np.array([distance * math.sin(a), -distance * math.cos(a), height])
+    return torch.tensor(np.linalg.inv(look_at(eye, (0.0, 0.0, 0.9))), dtype=torch.float32)
+
+
+def orbit(num_frames: int, size: int = 128, sweep_deg: float = 90.0) -> CameraPath:
+    angles = np.radians(np.linspace(0.0, sweep_deg, num_frames))
+    eyes = np.stack([5 * np.sin(angles), -5 * np.cos(angles), np.full_like(angles, 1.2)], axis=-1)
+    return CameraPath(width=size, height=size, fps=12.0, frames=np.arange(num_frames),
+                      K=np.repeat(intrinsics_from_fov(40.0, size, size)[None], num_frames, 0),
+                      world_to_camera=np.stack([look_at(eye, (0.0, 0.0, 0.9)) for eye in eyes]))
+
+
+# ---- view frame -> character frame ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("azimuth", [0.0, 70.0, 180.0, -120.0])
+def test_view_frame_targets_turn_back_into_the_character_frame_from_any_camera(azimuth):
+    # A clip that turns 40 degrees and walks 0.5 m; its first frame defines the character frame.
+    clip = torch.stack([standing_body(0.0), standing_body(40.0, shift=(0.5, -0.2))])  # (2, 22, 3)
+    anchors, root = view_frame_targets(clip, camera_to_world(azimuth).expand(2, 4, 4))
+    recovered = character_frame_anchors(anchors[None], root[None])[0]
+    assert torch.allclose(recovered, clip, atol=1e-4)
+    # The same body seen from two cameras has different view-frame anchors: the encoder must undo the view.
+    other, _ = view_frame_targets(clip, camera_to_world(azimuth + 90).expand(2, 4, 4))
+    assert (other - anchors).abs().max() > 0.05
+
+
+def test_facing_and_front_back_confusion():
+    front, back = standing_body(0.0), standing_body(180.0)
+    assert torch.allclose(body_facing(front), torch.tensor([0.0, -1.0, 0.0]), atol=1e-5)
+    assert facing_error_deg(front, back).item() == pytest.approx(180.0, abs=1e-3)
+    assert facing_error_deg(front, standing_body(30.0)).item() == pytest.approx(30.0, abs=1e-3)
+
+
+# ---- character layer geometry -----------------------------------------------------------------------------
+
+
+def test_target_boxes_hold_every_projected_joint_and_crop_then_paste_is_identity_inside():
+    camera = orbit(3)
+    joints = standing_body()[None].expand(3, 22, 3)
+    K, w2c = torch.from_numpy(camera.K).float(), torch.from_numpy(camera.world_to_camera).float()
+    boxes = target_boxes(joints, K, w2c)
+    from dimo_engine.camera import project_points
+
+    uv, _ = project_points(joints, K, w2c)
+    assert (uv >= boxes[:, None, :2]).all() and (uv <= boxes[:, None, 2:]).all()
+    assert torch.allclose(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])  # square
+    image = torch.rand(3, 4, 128, 128)
+    box = torch.tensor([[32.0, 32.0, 96.0, 96.0]]).expand(3, 4)
+    back = paste_crops(crop_boxes(image, box, 64), box, 128, 128)
+    assert torch.allclose(back[..., 33:95, 33:95], image[..., 33:95, 33:95], atol=1e-4)
+    assert back[..., :30, :].abs().max() == 0  # transparent outside the box
+
+
+def test_splat_peaks_at_the_point_and_smoothing_keeps_a_still_box():
+    maps = splat(torch.tensor([[[10.0, 20.0]]]), torch.tensor([[[1.0]]]), 32, sigma=1.5)
+    assert maps.shape == (1, 1, 32, 32)
+    assert divmod(int(maps[0, 0].argmax()), 32) == (20, 10)  # row y, column x
+    still = torch.tensor([[10.0, 10.0, 50.0, 50.0]]).repeat(7, 1)
+    assert torch.allclose(smooth_boxes(still), still)
+    shaky = still + torch.tensor([0.0, 3.0] * 3 + [0.0])[:, None]
+    assert smooth_boxes(shaky)[:, 0].std() < shaky[:, 0].std()
+
+
+# ---- pipeline ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipeline = create_character_pipeline(seed=0)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _tokens(num_frames: int, dim: int = 16) -> MotionTokens:
+    body = torch.zeros(1, num_frames, 22, dim + 3)
+    body[..., -3:] = standing_body()
+    hands = torch.zeros(1, num_frames, 2, dim + 3)
+    hands[..., -3:] = standing_body()[[20, 21]]
+    return MotionTokens(body, hands)
+
+
+def test_pipeline_makes_an_rgba_layer_at_the_camera_size_transparent_away_from_the_person(pipe):
+    camera = orbit(3, size=96)
+    reference = np.zeros((64, 64, 4), np.uint8)
+    reference[16:48, 24:40] = (200, 80, 40, 255)
+    frames = pipe(reference, motion=_tokens(3), target_cameras=camera, num_inference_steps=2,
+                  generator=torch.Generator().manual_seed(0)).frames
+    assert frames.shape == (1, 3, 96, 96, 4) and np.isfinite(frames).all()
+    assert frames.min() >= 0 and frames.max() <= 1
+    boxes = target_boxes(standing_body()[None].expand(3, 22, 3), torch.from_numpy(camera.K).float(),
+                         torch.from_numpy(camera.world_to_camera).float())
+    x0 = int(boxes[:, 0].min()) - 2
+    assert frames[0, :, :, :max(x0, 0), 3].max() == 0  # the layer is empty left of the person's box
+
+
+def test_pipeline_refuses_bad_inputs(pipe):
+    reference = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(InputError, match="one camera per frame"):
+        pipe(reference, motion=_tokens(3), target_cameras=orbit(4))
+    with pytest.raises(InputError, match="encode the driving video again"):
+        pipe(reference, motion=MotionTokens(torch.zeros(1, 3, 4, 128), torch.zeros(1, 3, 4, 128)),
+             target_cameras=orbit(3))
+    with pytest.raises(InputError, match="callback_on_step_end_tensor_inputs"):
+        pipe(reference, motion=_tokens(3), target_cameras=orbit(3), callback_on_step_end_tensor_inputs=["noise"])
+    with pytest.raises(InputError, match="at least 2 frames"):
+        pipe.encode_driving_clip(np.zeros((1, 32, 32, 3), np.uint8), fps=12.0)
+    with pytest.raises(InputError, match="alpha channel is empty"):
+        pipe.encode_driving_clip(np.zeros((4, 32, 32, 4), np.uint8), fps=12.0)
+
+
+def test_driving_clip_becomes_character_frame_tokens_and_the_folder_round_trips(pipe, tmp_path):
+    frames = np.zeros((5, 64, 64, 4), np.uint8)
+    frames[:, 10:54, 24:40] = (180, 120, 90, 255)
+    motion = pipe.encode_driving_clip(frames, fps=24.0)  # resampled to the model's 12 fps
+    assert motion.body.shape == (1, 3, 22, 19) and motion.hands.shape == (1, 3, 2, 19)
+    # Hand tokens sit at the wrists; the first frame's root is on the character frame's Z axis.
+    assert torch.allclose(motion.hands[0, :, :, -3:], motion.body[0, :, [20, 21], -3:])
+    assert torch.allclose(motion.body[0, 0, 0, -3:-1], torch.zeros(2), atol=1e-5)
+    folder = save_pipeline(pipe, tmp_path / "pipeline")
+    loaded = load_pipeline(folder, device="cpu")
+    assert isinstance(loaded, DiMoCharacterPipeline)
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "DiMoCharacterPipeline"
+    again = loaded.encode_driving_clip(frames, fps=24.0)
+    assert torch.allclose(again.body, motion.body, atol=1e-5)
+
+
+# ---- training ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("character-clips"), num_clips=2, num_frames=5, size=64)
+
+
+def _config(clips, out, **overrides):
+    from training.train_character import CharacterTrainConfig
+
+    settings = {"dataset": str(clips), "output_dir": str(out), "encoder_batch": "4", "joint_batch": "2",
+                "checkpoint_every": "2", "log_every": "1", "threads": "1", "aux_hold_steps": "1", "aux_end_step": "2"}
+    return CharacterTrainConfig.load("character-default", {**settings, **{k: str(v) for k, v in overrides.items()}})
+
+
+@pytest.mark.slow
+def test_both_stages_train_resume_identically_and_export(clips, tmp_path):
+    from training.train_character import train_stage
+
+    train_stage(_config(clips, tmp_path / "full", encoder_steps=4), "encoders")
+    train_stage(_config(clips, tmp_path / "split", encoder_steps=4, pause_at_step=2), "encoders")
+    train_stage(_config(clips, tmp_path / "split", encoder_steps=4), "encoders")  # continues at step 2
+    full = torch.load(tmp_path / "full" / "encoders_checkpoint.pt", weights_only=False)["log"]
+    split = torch.load(tmp_path / "split" / "encoders_checkpoint.pt", weights_only=False)["log"]
+    assert [e["total"] for e in full] == pytest.approx([e["total"] for e in split], rel=1e-5)
+    last = train_stage(_config(clips, tmp_path / "full", encoder_steps=4, joint_steps=3), "joint")
+    assert last["step"] == 3 and "aux" not in last  # the geometric loss is exactly 0 from aux_end_step on
+    assert isinstance(load_pipeline(tmp_path / "full" / "pipeline", device="cpu"), DiMoCharacterPipeline)
+
+
+def test_joint_stage_needs_the_encoder_stage_and_configs_refuse_unknown_keys(clips, tmp_path):
+    from training.train_character import CharacterTrainConfig, train_stage
+
+    with pytest.raises(InputError, match="run the 'encoders' stage first"):
+        train_stage(_config(clips, tmp_path / "fresh"), "joint")
+    with pytest.raises(InputError, match="unknown setting"):
+        CharacterTrainConfig.load("character-default", {"encoder_stepz": "3"})

@@ -1,0 +1,342 @@
+"""Training the default model (the character-layer pipeline) in two resumable stages, on a CPU.
+
+config (TOML -> `CharacterTrainConfig`) -> cached clips in memory -> models -> loop -> checkpoint -> export.
+
+- stage "encoders": the body and hand encoders learn pose from driving crops alone (anchors in the view frame,
+  the root's place, SMPL-H rotations, 2D joints), with perspective and appearance augmentation; batch 64.
+- stage "joint": the generator learns the person from the motion, the encoders trained end to end through the
+  generation loss; the geometric supervision (anchors, rotations) is annealed to exactly 0 by `aux_end_step`, after
+  which the tokens are free. Pairs are same view, cross view and moving camera.
+
+`python -m training.train_character --config character-default --stage encoders` (and `--stage joint`); a killed run
+continues from its last checkpoint with the same command. The last stage exports a diffusers folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
+from dimo_engine.errors import InputError
+from dimo_engine.models.anchored_motion_encoder import character_frame_anchors
+from dimo_engine.pipelines.pipeline_dimo_character import (
+    create_character_pipeline,
+    motion_from_crops,
+    rgba_to_model,
+    token_anchors,
+)
+from training.character_data import CharacterExamples, build_character_cache, composite_over_background
+from training.losses import annealed_weight
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+STAGES = ("encoders", "joint")
+
+
+@dataclasses.dataclass
+class CharacterTrainConfig:
+    dataset: str = "data/clips"
+    output_dir: str = "runs/character"
+    seed: int = 0
+    threads: int = 2
+    # stage "encoders"
+    encoder_steps: int = 2000
+    encoder_batch: int = 64
+    encoder_lr: float = 1e-3
+    perspective: float = 0.25  # kornia RandomPerspective distortion of driving crops
+    # stage "joint"
+    joint_steps: int = 3000
+    joint_batch: int = 16
+    generator_lr: float = 5e-4
+    joint_encoder_lr: float = 1e-4
+    aux_weight: float = 1.0
+    aux_hold_steps: int = 500
+    aux_end_step: int = 2000
+    alpha_loss_weight: float = 2.0
+    opaque_reference_ratio: float = 0.3  # references given with their set and no alpha
+    same_view_ratio: float = 0.3
+    cross_view_ratio: float = 0.5
+    moving_camera_ratio: float = 0.2
+    # both
+    checkpoint_every: int = 200
+    log_every: int = 20
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0: no limit
+    pause_at_step: int = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
+
+    @classmethod
+    def load(cls, name_or_path: str, overrides: dict[str, str] | None = None) -> "CharacterTrainConfig":
+        path = Path(name_or_path)
+        if not path.is_file():
+            path = CONFIG_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise InputError(f"config {name_or_path!r} not found (neither a file nor {path}); name a TOML file.")
+        values = {}
+        for key, value in tomllib.loads(path.read_text()).items():
+            values.update(value if isinstance(value, dict) else {key: value})
+        values.update(overrides or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise InputError(f"{path}: unknown setting(s) {unknown}; known: {sorted(fields)}")
+        converted = {}
+        for key, value in values.items():
+            kind = type(getattr(cls(), key))
+            try:
+                converted[key] = kind(value) if kind is not bool else str(value).lower() in ("1", "true", "yes")
+            except ValueError:
+                raise InputError(f"setting {key}={value!r} is not a {kind.__name__}") from None
+        return cls(**converted)
+
+
+# ---- losses of the motion encoders ----------------------------------------------------------------------------
+
+
+def encoder_losses(out: dict, batch: dict, prefix: str = "driving_") -> dict[str, torch.Tensor]:
+    """Geometric supervision of the motion tokens (all in comparable units: metres / 0.1, crop fractions / 0.03)."""
+    return {
+        "anchors": F.mse_loss(out["anchors"][:, 0], batch[prefix + "anchors"]) / 0.01,
+        "root": F.mse_loss(out["root"][:, 0], batch[prefix + "root"]) / 0.1,
+        "joints_2d": F.mse_loss(out["joints_2d"][:, 0], batch[prefix + "joints_2d"]) / 0.001,
+        # MSE on the 6D rotation itself: the geodesic loss went NaN here at lr 1e-3 (its Gram-Schmidt and arccos)
+        "pose": 10 * F.mse_loss(out["pose_6d"][:, 0, 0], batch[prefix + "body_pose_6d"]),
+        "hands": F.mse_loss(out["hand_pose"], batch[prefix + "hand_pose_6d"]),
+    }
+
+
+class CropAugmentation:
+    """Perspective, affine and colour augmentation of driving crops that carries the 2D joints along (kornia), and
+    the set behind the person kept or replaced by the plain grey (user videos have sets; alpha inputs do not)."""
+
+    def __init__(self, perspective: float):
+        import kornia.augmentation as K
+
+        self.geometry = K.AugmentationSequential(
+            K.RandomPerspective(distortion_scale=perspective, p=0.7),
+            K.RandomAffine(degrees=8.0, translate=(0.06, 0.06), scale=(0.9, 1.1), p=1.0),
+            data_keys=["input", "keypoints"],
+        )
+        self.colour = K.ColorJiggle(0.25, 0.25, 0.25, 0.04, p=1.0)
+
+    def __call__(self, crops: torch.Tensor, joints_2d: torch.Tensor, generator: torch.Generator):
+        """crops `(N, 4, S, S)` RGBA, joints `(N, 52, 2)` crop units -> RGB crops `(N, 3, S, S)`, warped joints."""
+        size = crops.shape[-1]
+        keep_set = torch.rand(crops.shape[0], generator=generator) < 0.5
+        rgb = torch.where(keep_set[:, None, None, None], crops[:, :3], composite_over_background(crops))
+        warped, points = self.geometry(rgb, joints_2d * size)
+        return self.colour(warped).clamp(0, 1), points / size
+
+
+# ---- one step of each stage ----------------------------------------------------------------------------------
+
+
+def encode(pipe, batch: dict, prefix: str, crops: torch.Tensor | None = None) -> dict:
+    crops = batch[prefix + "crop"][:, :3] if crops is None else crops
+    out = motion_from_crops(pipe.body_encoder, pipe.hand_encoder, crops[:, None], batch[prefix + "box"][:, None],
+                            batch[prefix + "hand_crops"][:, None])
+    out["hand_pose"] = out["hand_pose_6d"][:, 0]
+    return out
+
+
+def encoder_step(pipe, batch: dict, augmentation: CropAugmentation, generator: torch.Generator) -> dict:
+    crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
+    batch = dict(batch, driving_joints_2d=joints_2d)
+    losses = encoder_losses(encode(pipe, batch, "driving_", crops), batch)
+    losses["total"] = sum(losses.values())
+    return losses
+
+
+def character_anchors(now: dict, first: dict) -> torch.Tensor:
+    """Character-frame anchors `(N, 22, 3)` of single frames, each with its clip's first frame as the origin."""
+    return character_frame_anchors(now["anchors"], now["root"], first["anchors"][:, 0], first["root"][:, 0])[:, 0]
+
+
+def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, generator: torch.Generator,
+               augmentation: CropAugmentation) -> dict:
+    crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
+    now = encode(pipe, dict(batch, driving_joints_2d=joints_2d), "driving_", crops)
+    first = encode(pipe, batch, "first_", composite_over_background(batch["first_crop"]))
+    anchors = token_anchors(character_anchors(now, first))  # (N, 24, 3)
+    features = now["features"][:, 0]  # (N, 24, D)
+    K, world_to_camera = batch["target_K"], batch["target_world_to_camera"]
+    size = int(pipe.config.crop_size)
+    with torch.no_grad():  # the crop follows the predicted motion, as at inference
+        boxes = target_boxes(anchors, K, world_to_camera)
+    maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(pipe.config.splat_sigma))
+    clean = rgba_to_model(crop_boxes(batch["target_frames"], boxes, size))  # (N, 4, S, S)
+    reference = rgba_to_model(batch["reference_crop"])
+    # A reference without alpha (a photo, a viewport grab) shows its set and is opaque: train for that too.
+    opaque = torch.rand(reference.shape[0], generator=generator) < config.opaque_reference_ratio
+    with_set = torch.cat([batch["reference_crop"][:, :3] * 2 - 1, torch.ones_like(reference[:, :1])], dim=1)
+    reference = torch.where(opaque[:, None, None, None], with_set, reference)
+
+    sigmas = torch.sigmoid(torch.randn(clean.shape[0], generator=generator))  # logit-normal noise levels
+    noise = torch.randn(clean.shape, generator=generator)
+    noisy = (1 - sigmas[:, None, None, None]) * clean + sigmas[:, None, None, None] * noise
+    predicted = pipe.predict_clean(noisy, sigmas * 1000, reference, maps)
+    error = (predicted - clean).pow(2)
+    losses = {"rgb": error[:, :3].mean(), "alpha": config.alpha_loss_weight * error[:, 3].mean()}
+    if aux > 0:
+        geometric = encoder_losses(now, dict(batch, driving_joints_2d=joints_2d))
+        losses["aux"] = aux * sum(geometric.values())
+    losses["total"] = sum(losses.values())
+    with torch.no_grad():
+        truth = batch["target_frames"][:, 3:4]
+        losses["alpha_iou"] = _crop_iou(predicted[:, 3] > 0, clean[:, 3] > 0)
+        del truth
+    return losses
+
+
+def _crop_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    union = (a | b).sum()
+    return (a & b).sum() / union.clamp_min(1)
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_path(config: CharacterTrainConfig, stage: str) -> Path:
+    return Path(config.output_dir) / f"{stage}_checkpoint.pt"
+
+
+def _save_checkpoint(path: Path, pipe, optimizer, step: int, log: list) -> None:
+    state = {"step": step, "optimizer": optimizer.state_dict(), "log": log,
+             "models": {name: getattr(pipe, name).state_dict() for name in ("body_encoder", "hand_encoder", "generator")}}
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _load_models(pipe, state: dict) -> None:
+    for name, weights in state["models"].items():
+        getattr(pipe, name).load_state_dict(weights)
+
+
+def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
+    """Run (or continue) one stage; returns its last logged figures. Ctrl-C / SIGTERM saves a checkpoint first."""
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
+    torch.set_num_threads(config.threads)
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = build_character_cache(config.dataset, "train")
+    examples = CharacterExamples(cache, {"same_view": config.same_view_ratio, "cross_view": config.cross_view_ratio,
+                                         "moving_camera": config.moving_camera_ratio})
+    pipe = create_character_pipeline(seed=config.seed)
+    checkpoint = _checkpoint_path(config, stage)
+    if stage == "joint":
+        encoders = _checkpoint_path(config, "encoders")
+        if not checkpoint.is_file():
+            if not encoders.is_file():
+                raise InputError(f"{encoders} is missing; run the 'encoders' stage first.")
+            _load_models(pipe, {"models": {k: v for k, v in torch.load(encoders, weights_only=False)["models"].items()
+                                           if k != "generator"}})
+        parameters = [{"params": pipe.generator.parameters(), "lr": config.generator_lr},
+                      {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
+                       "lr": config.joint_encoder_lr}]
+        max_steps = config.joint_steps
+    else:
+        parameters = [{"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
+                       "lr": config.encoder_lr}]
+        max_steps = config.encoder_steps
+    optimizer = torch.optim.Adam(parameters)
+    base_rates = [group["lr"] for group in optimizer.param_groups]  # before a checkpoint brings its scheduled ones
+    step, log = 0, []
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        _load_models(pipe, state)
+        optimizer.load_state_dict(state["optimizer"])
+        step, log = int(state["step"]), state["log"]
+        print(f"continuing {stage} from step {step}")
+    augmentation = CropAugmentation(config.perspective)
+    for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
+        module.train()
+
+    stop = {"now": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    started = time.monotonic()
+    window: dict[str, list[float]] = {}
+    try:
+        while step < max_steps and not stop["now"]:
+            # Every step's batch and noise come from (seed, step) alone: a resumed run sees the same stream.
+            rng = np.random.default_rng([config.seed, STAGES.index(stage), step])
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            torch.manual_seed(int(rng.integers(2**62)))  # kornia draws from the global generator
+            warmup = min(1.0, (step + 1) / 100)
+            decay = 0.5 * (1 + math.cos(math.pi * step / max_steps))
+            for group, rate in zip(optimizer.param_groups, base_rates):
+                group["lr"] = rate * warmup * (0.1 + 0.9 * decay)
+            if stage == "encoders":
+                losses = encoder_step(pipe, examples.batch(rng, config.encoder_batch, with_targets=False),
+                                      augmentation, generator)
+            else:
+                aux = annealed_weight(step, config.aux_weight, config.aux_hold_steps, config.aux_end_step)
+                losses = joint_step(pipe, examples.batch(rng, config.joint_batch), aux, config, generator, augmentation)
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(losses["total"]):
+                raise RuntimeError(f"{stage} step {step}: the loss is not finite ({losses}); lower the learning rate "
+                                   f"and continue from the last checkpoint")
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+            optimizer.step()
+            step += 1
+            for key, value in losses.items():
+                window.setdefault(key, []).append(float(value.detach()))
+            if step % config.log_every == 0 or step == max_steps:
+                entry = {"step": step, "minutes": round((time.monotonic() - started) / 60, 2),
+                         **{k: round(float(np.mean(v)), 5) for k, v in window.items()}}
+                log.append(entry)
+                window = {}
+                print(json.dumps(entry), flush=True)
+            if step % config.checkpoint_every == 0:
+                _save_checkpoint(checkpoint, pipe, optimizer, step, log)
+            if config.max_minutes and time.monotonic() - started > config.max_minutes * 60:
+                break
+            if config.pause_at_step and step >= config.pause_at_step:
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _save_checkpoint(checkpoint, pipe, optimizer, step, log)
+    if stage == "joint" and step >= max_steps:
+        export(pipe, out_dir / "pipeline")
+    return log[-1] if log else {}
+
+
+def export(pipe, folder: Path) -> Path:
+    """The trained pipeline as a diffusers folder (safetensors), with the shipped person locator for RGB videos."""
+    from dimo_engine.pipelines import save_pipeline
+
+    locator_folder = Path(__file__).resolve().parents[1] / "dimo_engine" / "weights" / "default" / "keypoint_locator"
+    if pipe.keypoint_locator is None and (locator_folder / "config.json").is_file():
+        from dimo_engine.models.keypoint_locator import KeypointLocator
+
+        pipe.register_modules(keypoint_locator=KeypointLocator.from_pretrained(locator_folder))
+    for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
+        module.eval()
+    return save_pipeline(pipe, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dimo train-character", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="character-default", help="TOML name in training/configs or a path")
+    parser.add_argument("--stage", choices=STAGES, required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    config = CharacterTrainConfig.load(args.config, overrides)
+    print(json.dumps(train_stage(config, args.stage)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
