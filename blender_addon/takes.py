@@ -128,6 +128,7 @@ def load_image_sequence(take_dir: Path, name: str):
         raise ValueError(f"The take folder {take_dir} has no {first.name}; generate the take again.")
     image = bpy.data.images.load(_relative(first), check_existing=False)
     image.source = "SEQUENCE"
+    image.alpha_mode = "STRAIGHT"  # RGBA character layer: shown over the camera's view of the scene
     image.name = name
     return image
 
@@ -164,7 +165,19 @@ def _take_material(material_name: str, image, frame_start: int, num_frames: int,
         texture = nodes.new("ShaderNodeTexImage")
         texture.name = "DiMo Take"
         links.new(texture.outputs["Color"], shader.inputs["Color" if emission else "Base Color"])
-        links.new(shader.outputs[0], output.inputs["Surface"])
+        # The take is a character layer (alpha = the person): the scene shows through everywhere else.
+        if emission:
+            transparent = nodes.new("ShaderNodeBsdfTransparent")
+            mix = nodes.new("ShaderNodeMixShader")
+            links.new(texture.outputs["Alpha"], mix.inputs["Fac"])
+            links.new(transparent.outputs[0], mix.inputs[1])
+            links.new(shader.outputs[0], mix.inputs[2])
+            links.new(mix.outputs[0], output.inputs["Surface"])
+        else:
+            links.new(texture.outputs["Alpha"], shader.inputs["Alpha"])
+            links.new(shader.outputs[0], output.inputs["Surface"])
+    if hasattr(material, "surface_render_method"):  # Blender 4.2+: blended transparency in EEVEE and the viewport
+        material.surface_render_method = "BLENDED"
     texture.image = image
     _configure_image_user(texture.image_user, frame_start, num_frames)
     return material

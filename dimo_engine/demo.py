@@ -224,14 +224,20 @@ def write_outputs(folder: Path, driving, reference, ground_truth, generated, cam
     from dimo_engine.camera import save_camera_path
     from dimo_engine.video_io import to_uint8, write_png, write_png_sequence, write_video
 
-    generated = to_uint8(generated)
-    for name, frames in (("driving", driving), ("ground_truth", ground_truth), ("dimo", generated)):
+    from dimo_engine.layer_compositing import composite_layer
+
+    # The model's frames are a character layer (RGBA, alpha = the person): written as they are, and over the
+    # models' plain grey, beside the ground truth's person over the same grey, for the MP4s and the sheet.
+    write_png_sequence(to_uint8(generated), folder / "dimo")
+    generated = to_uint8(composite_layer(generated))
+    truth_layer = to_uint8(composite_layer(ground_truth.astype(np.float32) / 255.0))
+    for name, frames in (("driving", driving), ("ground_truth", ground_truth)):
         write_png_sequence(frames, folder / name)
     write_png(reference, folder / "reference.png")
     write_video(generated, folder / "dimo.mp4", fps=fps)
-    write_video(np.concatenate([driving, ground_truth, generated], axis=2), folder / "side_by_side.mp4", fps=fps)
+    write_video(np.concatenate([driving[..., :3], truth_layer, generated], axis=2), folder / "side_by_side.mp4", fps=fps)
     rows = np.unique(np.linspace(0, len(generated) - 1, min(SHEET_ROWS, len(generated))).round().astype(int))
-    sheet = side_by_side_sheet([driving, ground_truth, generated], rows)
+    sheet = side_by_side_sheet([driving[..., :3], truth_layer, generated], rows)
     temporary = folder / ".sheet.partial.png"
     sheet.save(temporary)
     os.replace(temporary, folder / "sheet.png")
@@ -278,14 +284,15 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
         reference_clip = load_clip(render_root / "test" / "clip_000001")
         # RGB with the set behind the person, as a filmed driving video and the training frames are.
         driving = driving_clip.driving_view.frames()[..., :3]  # (F, H, W, 3) uint8
-        reference = reference_clip.views["reference"].frames([0])[0, ..., :3]  # (H, W, 3)
-        ground_truth = reference_clip.views["orbit"].frames()[..., :3]
+        # The character's picture with its alpha, as Blender renders a character over a transparent film.
+        reference = reference_clip.views["reference"].frames([0])[0]  # (H, W, 4)
+        ground_truth = reference_clip.views["orbit"].frames()  # (F, H, W, 4), alpha = the person
 
         with clock.stage("encode motion"):
             motion = encode_driving(pipe, driving, fps, source="the demo's driving clip")
         with clock.stage("generate"):
             generated = reenact(pipe, reference, motion, [orbit], reference_camera=pipe.default_reference_camera(),
-                                settings=generation, on_progress=on_progress)[0]  # (F, H, W, 3) float
+                                settings=generation, on_progress=on_progress)[0]  # (F, H, W, 4) float RGBA layer
         with clock.stage("write"):
             record = {
                 "model": model_description, "trained": trained, "camera_phrase": CAMERA_PHRASE,

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fps", type=float, default=None, help="frame rate of a driving image folder (default 24)")
     parser.add_argument("--no-video", action="store_true", help="write PNG sequences only, no MP4")
+    parser.add_argument("--background", default=None, metavar="PATH|COLOUR",
+                        help="flat frames: composite the character layer over an image or a colour ('#808080'); "
+                             "default: RGBA PNGs (alpha = the person) and an MP4 over grey")
     add_model_arguments(parser)
 
 
@@ -55,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     settings.validate("command line")
 
     # Read and check every input before the model loads and before anything is written.
+    from dimo_engine.layer_compositing import DEFAULT_BACKGROUND, background_plate, composite_layer
+
+    if args.background is not None:
+        background_plate(args.background, 1, 1)  # a bad colour or unreadable image fails before the model loads
     reference = read_image(args.reference)
     camera_files = {value: load_camera_path(value) for kind, value in args.camera_specs if kind == "file"}
     reference_camera = load_camera_path(args.reference_camera) if args.reference_camera else None
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
             save_camera_path(camera, folder / "camera.json")
 
         def on_frames(camera_index: int, first: int, frames) -> None:
+            if args.background is not None:
+                frames = composite_layer(frames, args.background)
             write_png_sequence(frames, partial[camera_index], start=first)
 
         videos = reenact(pipe, reference, motion, cameras, reference_camera=reference_camera, settings=settings,
@@ -100,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if not args.no_video:
             for folder, frames in zip(partial, videos):
-                write_video(to_uint8(np.asarray(frames)), folder / "video.mp4", fps=model_fps)
+                flat = composite_layer(np.asarray(frames), args.background or DEFAULT_BACKGROUND)
+                write_video(to_uint8(flat), folder / "video.mp4", fps=model_fps)
         # Only a complete result set replaces what was there before, and as a whole.
         if out.exists():
             os.replace(out, previous)
