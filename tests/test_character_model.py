@@ -202,3 +202,26 @@ def test_joint_stage_needs_the_encoder_stage_and_configs_refuse_unknown_keys(cli
         train_stage(_config(clips, tmp_path / "fresh"), "joint")
     with pytest.raises(InputError, match="unknown setting"):
         CharacterTrainConfig.load("character-default", {"encoder_stepz": "3"})
+
+
+def test_root_travel_comes_from_the_clips_2d_track_whatever_the_distance_heads_bias():
+    from dimo_engine.models.anchored_motion_encoder import root_from_track
+
+    # A body walking 1 m sideways and 1.5 m towards a level pinhole camera (f = 150 px, 128 px image).
+    frames, focal = 9, 150.0
+    body = standing_body()  # character frame = view frame here: right X, forward Y (away from the camera), up Z
+    travel = torch.stack([torch.linspace(0, 1.0, frames), torch.linspace(0, -1.5, frames), torch.zeros(frames)], -1)
+    start = torch.tensor([0.2, 6.0, 0.0])
+    joints = body[None] + start + travel[:, None]  # (F, 22, 3), camera at the origin, 0.9 m up
+    u = focal * joints[..., 0] / joints[..., 1] + 64
+    v = -focal * (joints[..., 2] - 0.9) / joints[..., 1] + 64
+    joints_px = torch.stack([u, v], -1)
+    anchors = joints - joints[:, :1]
+    true_root = torch.stack([joints[:, 0, 0], joints[:, 0, 1], joints[:, 0, 2]], -1)
+    biased = true_root + torch.tensor([0.0, 1.2, 0.0])  # the distance head 1.2 m too far on every frame
+    root = root_from_track(joints_px, anchors, biased, 128, smooth_frames=0)
+    found, truth = root - root[:1], true_root - true_root[:1]
+    assert (found - truth)[:, :2].norm(dim=-1).max() < 0.45  # the bias scales depth travel by at most (6+1.2)/6
+    assert (found - truth)[:, 0].abs().max() < 0.25
+    zero_travel_error = truth[:, :2].norm(dim=-1).max()
+    assert (found - truth)[:, :2].norm(dim=-1).max() < 0.3 * zero_travel_error

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
 from dimo_engine.errors import InputError
-from dimo_engine.models.anchored_motion_encoder import character_frame_anchors
+from dimo_engine.models.anchored_motion_encoder import turned_anchors
 from dimo_engine.pipelines.pipeline_dimo_character import (
     create_character_pipeline,
     motion_from_crops,
@@ -156,9 +156,12 @@ def encoder_step(pipe, batch: dict, augmentation: CropAugmentation, generator: t
     return losses
 
 
-def character_anchors(now: dict, first: dict) -> torch.Tensor:
-    """Character-frame anchors `(N, 22, 3)` of single frames, each with its clip's first frame as the origin."""
-    return character_frame_anchors(now["anchors"], now["root"], first["anchors"][:, 0], first["root"][:, 0])[:, 0]
+def character_anchors(now: dict, first: dict, true_root: torch.Tensor) -> torch.Tensor:
+    """Character-frame anchors `(N, 22, 3)` of single frames: the predicted pose, turned by the predicted facing of
+    the clip's first frame, placed at the true root `(N, 3)`. The root's travel is given, not predicted, while the
+    generator learns: a single crop cannot tell it (at inference it comes from the clip's 2D track, see
+    `DiMoCharacterPipeline.encode_driving_clip`), and a misplaced crop would teach the generator to blur."""
+    return turned_anchors(now["anchors"], first["anchors"][:, 0])[:, 0] + true_root[:, None]
 
 
 def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, generator: torch.Generator,
@@ -166,7 +169,7 @@ def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, gene
     crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
     now = encode(pipe, dict(batch, driving_joints_2d=joints_2d), "driving_", crops)
     first = encode(pipe, batch, "first_", composite_over_background(batch["first_crop"]))
-    anchors = token_anchors(character_anchors(now, first))  # (N, 24, 3)
+    anchors = token_anchors(character_anchors(now, first, batch["driving_joints"][:, 0]))  # (N, 24, 3)
     features = now["features"][:, 0]  # (N, 24, D)
     K, world_to_camera = batch["target_K"], batch["target_world_to_camera"]
     size = int(pipe.config.crop_size)

@@ -30,6 +30,8 @@ NUM_JOINTS_2D = 52
 LEFT_HIP, RIGHT_HIP, LEFT_SHOULDER, RIGHT_SHOULDER = 1, 2, 16, 17
 WRISTS = (20, 21)
 UP = (0.0, 0.0, 1.0)
+# Joints that move with the body as a whole (no arms): swinging arms would pull the fit's scale and centre.
+TRUNK = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15)
 TYPICAL_ROOT = (0.0, 5.9, 0.96)  # mean of the training renders' driving roots (view frame)
 
 
@@ -180,11 +182,53 @@ def character_frame_anchors(anchors: torch.Tensor, root: torch.Tensor, first_anc
     first_anchors = anchors[:, 0] if first_anchors is None else first_anchors
     first_root = root[:, 0] if first_root is None else first_root
     turn = heading_rotation(body_facing(first_anchors))[:, None]  # (B, 1, 3, 3)
+    return turned_anchors(anchors, first_anchors) + character_frame_root(root, first_root, turn)[:, :, None]
+
+
+def turned_anchors(anchors: torch.Tensor, first_anchors: torch.Tensor) -> torch.Tensor:
+    """Root-relative view-frame anchors `(B, F, K, 3)` turned into the character frame's axes by the facing of the
+    clip's first frame `(B, K, 3)` (the pose part of `character_frame_anchors`, without the root's travel)."""
+    turn = heading_rotation(body_facing(first_anchors))[:, None]  # (B, 1, 3, 3)
+    return torch.einsum("bfij,bfkj->bfki", turn, anchors)
+
+
+def character_frame_root(root: torch.Tensor, first_root: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """View-frame roots `(B, F, 3)` -> the root's place in the character frame `(B, F, 3)`: its travel since the
+    first frame, turned by `turn` `(B, 1, 3, 3)`, and its height."""
     travel = root - first_root[:, None]  # (B, F, 3)
     travel = torch.stack([travel[..., 0], travel[..., 1], torch.zeros_like(travel[..., 0])], dim=-1)
-    root_position = torch.einsum("bfij,bfj->bfi", turn, travel) + \
+    return torch.einsum("bfij,bfj->bfi", turn, travel) + \
         torch.stack([torch.zeros_like(root[..., 0]), torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
-    return torch.einsum("bfij,bfkj->bfki", turn, anchors) + root_position[:, :, None]
+
+
+def root_from_track(joints_px: torch.Tensor, anchors: torch.Tensor, root: torch.Tensor, image_width: int,
+                    smooth_frames: float = 3.0) -> torch.Tensor:
+    """The root's place in the view frame over a clip `(F, 3)`, from the body's 2D track in the driving frames.
+
+    A single crop cannot say how far the body has travelled, but a clip can: per frame a weak-perspective fit of the
+    predicted 3D trunk and legs (anchors `(F, 22, 3)`, right/up axes) to the predicted 2D joints `(F, >=22, 2)` (frame
+    pixels), smoothed over `smooth_frames`,
+    gives the body's scale s (pixels per metre) and the pelvis' image position; depth is f / s and sideways
+    position (u - cx) / s. The focal length f, which no video states, is the median over frames of the root head's
+    distance times s (`root` `(F, 3)` from the encoder), so errors of the distance head do not jitter the travel.
+    """
+    points = joints_px[:, list(TRUNK)].to(anchors)
+    body = torch.stack([anchors[:, list(TRUNK), 0], -anchors[:, list(TRUNK), 2]], dim=-1)  # image x right, y down
+    q = points - points.mean(1, keepdim=True)
+    p = body - body.mean(1, keepdim=True)
+    scale = ((q * p).sum((1, 2)) / p.pow(2).sum((1, 2)).clamp_min(1e-6)).clamp_min(1e-3)  # (F,) px per metre
+    pelvis_u = points.mean(1)[:, 0] - scale * body.mean(1)[:, 0]
+    if scale.shape[0] >= 3 and smooth_frames > 0:
+        radius = int(3 * smooth_frames)
+        offsets = torch.arange(-radius, radius + 1, dtype=scale.dtype)
+        kernel = torch.exp(-0.5 * (offsets / smooth_frames) ** 2)
+        kernel = (kernel / kernel.sum()).view(1, 1, -1)
+        smooth = lambda x: F.conv1d(F.pad(x.view(1, 1, -1), (radius, radius), mode="replicate"), kernel).view(-1)  # noqa: E731
+        scale, pelvis_u = torch.exp(smooth(torch.log(scale))), smooth(pelvis_u)
+    focal = (root[:, 1].clamp_min(0.5) * scale).median()
+    depth = focal / scale
+    sideways = (pelvis_u - image_width / 2) / scale
+    return torch.stack([sideways, depth, root[:, 2]], dim=-1)
 
 
 def facing_error_deg(predicted_anchors: torch.Tensor, true_anchors: torch.Tensor) -> torch.Tensor:

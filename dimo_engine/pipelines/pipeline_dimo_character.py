@@ -22,7 +22,12 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2D
 from dimo_engine.character_layer import crop_boxes, paste_crops, smooth_boxes, splat_motion, target_boxes
 from dimo_engine.driving import BACKGROUND, person_box_from_alpha, person_box_from_locator, resample_indices, square_box
 from dimo_engine.errors import InputError
-from dimo_engine.models.anchored_motion_encoder import AnchoredMotionEncoder, box_features, character_frame_anchors
+from dimo_engine.models.anchored_motion_encoder import (
+    AnchoredMotionEncoder,
+    box_features,
+    character_frame_anchors,
+    root_from_track,
+)
 from dimo_engine.models.keypoint_locator import KeypointLocator
 from dimo_engine.pipelines.pipeline_dimo import DiMoPipelineOutput, MotionTokens
 
@@ -138,7 +143,11 @@ class DiMoCharacterPipeline(DiffusionPipeline):
         hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (T, 2, 4)
         hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
         hands = self.hand_encoder(hand_crops[None].to(device))
-        anchors = character_frame_anchors(body["anchors"], body["root"])  # (1, T, 22, 3)
+        # The root's travel comes from the clip's 2D track, not from single crops (root_from_track).
+        side = (boxes[:, 2] - boxes[:, 0])[:, None, None].to(device)
+        joints_px = body["joints_2d"][0] * side + boxes[:, None, :2].to(device)
+        root = root_from_track(joints_px, body["anchors"][0], body["root"][0], width)[None]  # (1, T, 3)
+        anchors = character_frame_anchors(body["anchors"], root)  # (1, T, 22, 3)
         all_anchors = token_anchors(anchors)
         tokens = torch.cat([torch.cat([body["features"], hands["features"]], dim=2), all_anchors], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
