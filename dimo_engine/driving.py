@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dimo_engine.errors import InputError
+from dimo_engine.video_io import MAX_FRAMES, MAX_SIDE, read_video_clip, resample_indices
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ DEFAULT_OVERLAP = 4
 BACKGROUND = 0.5
 PERSON_PADDING = 0.15  # fraction of the person box added on every side
 MIN_DRIVING_FRAMES = 2
+# Longer side driving frames are decoded at: the encoders crop the person to 64 px (hands to 16 px) and the
+# keypoint locator reads the whole frame smaller still, so more pixels would only cost memory.
+DRIVING_SIDE = 512
+# Frames at the model's fps one job generates per camera (50 s at 12 fps): every frame of every camera is
+# held until the job ends, so a longer clip is refused, before it is decoded.
+MAX_MOTION_FRAMES = 600
 
 
 def content_hash(path: str | os.PathLike) -> str:
@@ -43,13 +50,6 @@ def content_hash(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def resample_indices(source_frames: int, source_fps: float, target_fps: float) -> np.ndarray:
-    """Indices of the source frames shown at each tick of `target_fps` over the source's duration."""
-    count = max(1, int(np.ceil(source_frames * target_fps / source_fps - 1e-6)))
-    ticks = np.arange(count) / target_fps
-    return np.minimum(np.floor(ticks * source_fps + 1e-6).astype(int), source_frames - 1)
-
-
 def check_driving_length(source_frames: int, fps: float, model_fps: float, source: str = "driving video") -> int:
     """The clip's length in frames at `model_fps`; InputError saying what is needed when that is under 2."""
     count = int(resample_indices(source_frames, fps, model_fps).size) if source_frames > 0 else 0
@@ -60,6 +60,18 @@ def check_driving_length(source_frames: int, fps: float, model_fps: float, sourc
     at_model_fps = "" if abs(fps - model_fps) < 1e-6 else f", which is {count} at the model's {model_fps:g} fps"
     raise InputError(f"{source} has {source_frames} frame(s) at {fps:g} fps{at_model_fps}, and motion needs at least "
                      f"{MIN_DRIVING_FRAMES} frames at {model_fps:g} fps; give at least {needed} frames at {fps:g} fps")
+
+
+def read_driving(path: str | os.PathLike, model_fps: float, fps: float | None = None, max_side: int = MAX_SIDE,
+                 max_frames: int = MAX_FRAMES, max_motion_frames: int | None = MAX_MOTION_FRAMES,
+                 source: str | None = None) -> tuple[np.ndarray, float]:
+    """A driving video decoded once, as a stream, for the motion encoders: `(frames uint8 (T, H, W, C), fps)` at
+    most `model_fps` and `DRIVING_SIDE` px a side, alpha kept; a clip over `max_motion_frames` at the model's
+    fps is refused before decoding, one under 2 frames says how many are needed."""
+    clip = read_video_clip(path, fps=fps, max_side=max_side, max_frames=max_frames, model_fps=model_fps,
+                           fit_side=DRIVING_SIDE, max_model_frames=max_motion_frames)
+    check_driving_length(clip.source_frames, clip.source_fps, model_fps, source or f"driving video {path}")
+    return clip.frames, clip.fps
 
 
 def window_starts(total: int, window: int, overlap: int = DEFAULT_OVERLAP) -> list[int]:

@@ -215,3 +215,45 @@ def test_an_output_folder_never_mixes_runs(files, tmp_path, capsys):
     assert generate(files, mine, *drive, "--camera", str(files / "orbit.json")) == 2
     assert "notes.txt" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_clip_longer_than_a_job_is_refused_before_decoding_and_before_the_model_loads(files, tmp_path, capsys,
+                                                                                         monkeypatch):
+    from dimo_engine import pipelines, video_io
+    from dimo_engine.driving import MAX_MOTION_FRAMES
+
+    seconds = MAX_MOTION_FRAMES / 12 + 1
+    write_video(np.zeros((int(seconds * 12), 16, 16, 3), np.uint8), tmp_path / "long.mp4", fps=12)
+    pulled = []
+    original = video_io.imageio_ffmpeg.read_frames
+
+    def spy(*args, **kwargs):
+        reader = original(*args, **kwargs)
+        yield next(reader)
+        for buffer in reader:
+            pulled.append(1)
+            yield buffer
+
+    monkeypatch.setattr(video_io.imageio_ffmpeg, "read_frames", spy)
+    monkeypatch.setattr(pipelines, "load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    capsys.readouterr()
+    code = generate(files, tmp_path / "out", "--driving", str(tmp_path / "long.mp4"), "--camera", str(files / "orbit.json"))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and f"lasts {seconds:.1f} s" in error and "trim it to at most 50 s" in error, error
+    assert pulled == []
+
+
+def test_generate_hands_the_encoders_frames_at_their_size_and_fps(files, tmp_path, monkeypatch):
+    from dimo_engine import driving
+
+    frames = np.full((24, 720, 1280, 3), 25, np.uint8)  # 1 s of 720p at 24 fps
+    for index in range(24):
+        frames[index, 100:600, 300 + 10 * index : 500 + 10 * index] = (220, 180, 60)
+    write_video(frames, tmp_path / "hd.mp4", fps=24)
+    seen = []
+    original = driving.encode_driving
+    monkeypatch.setattr(driving, "encode_driving", lambda pipe, clip, fps, **kw: seen.append((clip.shape, fps))
+                        or original(pipe, clip, fps, **kw))
+    assert generate(files, tmp_path / "out", "--driving", str(tmp_path / "hd.mp4"), "--camera",
+                    str(files / "orbit.json"), "--no-video") == 0
+    assert seen == [((12, 288, 512, 3), 12.0)]

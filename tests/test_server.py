@@ -148,6 +148,66 @@ def test_job_lifecycle_progress_frames_cache_and_delete(service, inputs):
     assert not folder.exists()
 
 
+def _ffmpeg_reader_spy(monkeypatch):
+    """Every ffmpeg reader started, with its options, and the frames pulled out of each after the header."""
+    from dimo_engine import video_io
+
+    started, pulled = [], []
+    original = video_io.imageio_ffmpeg.read_frames
+
+    def spy(path, *args, **kwargs):
+        started.append(kwargs)
+        pulled.append(0)
+        reader = original(path, *args, **kwargs)
+        yield next(reader)
+        try:
+            for buffer in reader:
+                pulled[-1] += 1
+                yield buffer
+        finally:
+            reader.close()
+
+    monkeypatch.setattr(video_io.imageio_ffmpeg, "read_frames", spy)
+    return started, pulled
+
+
+def test_a_job_decodes_its_driving_video_once_at_the_encoders_size(service, inputs, tmp_path, monkeypatch):
+    from dimo_engine import driving
+    from dimo_engine.server import jobs
+
+    client, runner, pipe = service
+    frames = np.full((48, 360, 640, 3), 30, np.uint8)  # 2 s of a 640x360 clip at 24 fps, new to the cache
+    for index in range(48):
+        frames[index, 60:300, 100 + 4 * index : 220 + 4 * index] = (200, 160, 90)
+    write_video(frames, tmp_path / "wide.mp4", fps=24)
+    started, pulled = _ffmpeg_reader_spy(monkeypatch)
+    encoded = []
+    original_encode = jobs.encode_driving
+    monkeypatch.setattr(jobs, "encode_driving", lambda pipe, clip, fps, **kw: encoded.append((clip.shape, fps))
+                        or original_encode(pipe, clip, fps, **kw))
+    request = job_files(inputs, cameras=[inputs["still"]], driving=(tmp_path / "wide.mp4").read_bytes())
+    job_id = client.post("/v1/jobs", headers=AUTH, **request).json()["job_id"]
+    assert wait_for(client, job_id)[-1]["status"] == "done"
+    assert len(started) == 1, "the driving video was decoded more than once"
+    assert str(driving.DRIVING_SIDE) in started[0]["output_params"][1]
+    assert encoded == [((24, 288, 512, 3), 12.0)]
+    assert client.get(f"/v1/jobs/{job_id}/frames", headers=AUTH).json()["cameras"] == [
+        [f"{i:04d}.png" for i in range(24)]]
+
+
+def test_a_clip_longer_than_a_job_is_refused_before_it_is_decoded(service, inputs, tmp_path, monkeypatch):
+    client, runner, _ = service
+    write_video(np.zeros((30, 16, 16, 3), np.uint8), tmp_path / "long.mp4", fps=12)  # 2.5 s
+    monkeypatch.setattr(runner.limits, "max_motion_frames", 24)
+    started, pulled = _ffmpeg_reader_spy(monkeypatch)
+    answer = client.post("/v1/jobs", headers=AUTH,
+                         **job_files(inputs, cameras=[inputs["still"]], driving=(tmp_path / "long.mp4").read_bytes()))
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert "upload 'driving' (clip.mp4) lasts 2.5 s" in detail and "trim it to at most 2 s" in detail, detail
+    assert pulled == [0]
+
+
 def test_cancel_stops_within_one_denoising_step(service, inputs):
     client, _, pipe = service
     pipe.step_delay = 0.25

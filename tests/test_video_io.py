@@ -131,3 +131,104 @@ def test_a_too_short_clip_says_what_is_needed():
                                          r"needs at least 2 frames at 12 fps; give at least 3 frames at 24 fps"):
         driving.check_driving_length(2, 24.0, 12.0)
     assert driving.check_driving_length(3, 24.0, 12.0) == 2
+
+
+class _FrameReaderSpy:
+    """Wraps `imageio_ffmpeg.read_frames`: records the options it was started with and counts the frames
+    pulled out of it after the header."""
+
+    def __init__(self, monkeypatch):
+        self.calls, self.frames_pulled = [], 0
+        original = video_io.imageio_ffmpeg.read_frames
+
+        def spy(path, *args, **kwargs):
+            self.calls.append(kwargs)
+            reader = original(path, *args, **kwargs)
+            yield next(reader)  # the header
+            try:
+                for buffer in reader:
+                    self.frames_pulled += 1
+                    yield buffer
+            finally:
+                reader.close()
+
+        monkeypatch.setattr(video_io.imageio_ffmpeg, "read_frames", spy)
+
+
+def _numbered_clip(count: int, width: int, height: int) -> np.ndarray:
+    # Frame i is uniformly grey level 4 * i, so a kept frame says which source frame it was.
+    return np.repeat((np.arange(count, dtype=np.uint8) * 4)[:, None, None, None], height * width * 3).reshape(
+        count, height, width, 3)
+
+
+def test_a_driving_video_is_decoded_scaled_down_and_at_the_model_fps(tmp_path, monkeypatch):
+    path = video_io.write_video(_numbered_clip(48, 320, 180), tmp_path / "phone.mp4", fps=24)  # 2 s at 24 fps
+    spy = _FrameReaderSpy(monkeypatch)
+    clip = video_io.read_video_clip(path, model_fps=12.0, fit_side=64)
+    # ffmpeg itself was asked for the small size; no full-size frame reached Python.
+    assert "-vf" in spy.calls[0]["output_params"] and "64" in spy.calls[0]["output_params"][1]
+    assert clip.frames.shape == (24, 36, 64, 3) and clip.fps == 12.0
+    assert (clip.source_frames, clip.source_fps, clip.source_size) == (48, 24.0, (320, 180))
+    # The kept frames are the ones resample_indices picks, so the encoders' own resampling is then the identity.
+    levels = clip.frames.reshape(24, -1).mean(1) / 4
+    assert np.abs(levels - driving.resample_indices(48, 24.0, 12.0)).max() < 0.6
+    assert driving.resample_indices(24, clip.fps, 12.0).tolist() == list(range(24))
+
+
+def test_read_driving_uses_the_encoders_size_and_keeps_alpha(tmp_path, monkeypatch):
+    frames = np.zeros((6, 600, 900, 4), np.uint8)
+    for index in range(6):  # moving, so the GIF writer keeps every frame
+        frames[index, 100:500, 300 + 20 * index : 600 + 20 * index] = (200, 100, 50, 255)
+    Image.fromarray(frames[0]).save(tmp_path / "clip.gif", save_all=True,
+                                    append_images=[Image.fromarray(f) for f in frames[1:]], duration=[40] * 6,
+                                    disposal=2)  # 25 fps
+    clip, fps = driving.read_driving(tmp_path / "clip.gif", 12.0)
+    assert clip.shape[1:] == (driving.DRIVING_SIDE * 2 // 3, driving.DRIVING_SIDE, 4)
+    assert fps == 12.0 and clip.shape[0] == driving.resample_indices(6, 25.0, 12.0).size
+
+
+def test_an_image_folder_reads_only_the_frames_the_model_uses(tmp_path, monkeypatch):
+    for index, frame in enumerate(_numbered_clip(8, 200, 100)):
+        Image.fromarray(frame).save(tmp_path / f"{index:04d}.png")
+    read = []
+    original = video_io.read_image
+    monkeypatch.setattr(video_io, "read_image", lambda path, *a, **k: read.append(path.name) or original(path, *a, **k))
+    clip = video_io.read_video_clip(tmp_path, fps=24.0, model_fps=12.0, fit_side=50)
+    assert read == ["0000.png", "0002.png", "0004.png", "0006.png"]
+    assert clip.frames.shape == (4, 25, 50, 3) and clip.fps == 12.0 and clip.source_frames == 8
+
+
+def test_a_too_long_clip_is_refused_from_its_header_before_any_frame_is_decoded(tmp_path, monkeypatch):
+    path = video_io.write_video(np.zeros((30, 16, 16, 3), np.uint8), tmp_path / "long.mp4", fps=12)  # 2.5 s
+    spy = _FrameReaderSpy(monkeypatch)
+    with pytest.raises(InputError, match=r"lasts 2\.5 s, 30 frames at the model's 12 fps, more than the 24 frames "
+                                         r"\(2 s\) one job can generate; trim it to at most 2 s"):
+        video_io.read_video_clip(path, model_fps=12.0, max_model_frames=24)
+    assert spy.frames_pulled == 0
+    # A folder is refused from its file count, before any image is read.
+    for index in range(30):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / f"{index:04d}.png")
+    monkeypatch.setattr(video_io, "read_image", lambda *a, **k: pytest.fail("an image was read"))
+    with pytest.raises(InputError, match="more than the 24 frames"):
+        video_io.read_video_clip(tmp_path, fps=12.0, model_fps=12.0, max_model_frames=24)
+
+
+def test_a_clip_whose_header_has_no_length_stops_at_the_limit(tmp_path, monkeypatch):
+    path = video_io.write_video(np.zeros((30, 16, 16, 3), np.uint8), tmp_path / "long.mp4", fps=12)
+    original = video_io.imageio_ffmpeg.read_frames
+
+    def without_duration(*args, **kwargs):
+        reader = original(*args, **kwargs)
+        yield {**next(reader), "duration": 0}
+        yield from reader
+
+    monkeypatch.setattr(video_io.imageio_ffmpeg, "read_frames", without_duration)
+    with pytest.raises(InputError, match="lasts more than 24 frames at the model's 12 fps"):
+        video_io.read_video_clip(path, model_fps=12.0, max_model_frames=24)
+
+
+def test_frames_are_held_once_not_as_a_list_and_its_stack(tmp_path):
+    stack = video_io._FrameStack(2, (2, 2, 3))
+    for level in range(5):  # past the header's estimate: grown, every frame kept in order
+        stack.append(np.full((2, 2, 3), level, np.uint8))
+    assert stack.result()[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]

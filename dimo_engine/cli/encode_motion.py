@@ -18,12 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dimo_engine.driving import encode_driving
-    from dimo_engine.video_io import read_video
+    from dimo_engine.cli.generate import peek_model_fps
+    from dimo_engine.driving import encode_driving, read_driving
 
     if args.out.suffix != ".safetensors":
         raise InputError(f"--out {args.out} should end in .safetensors; pick a name like motion.safetensors")
-    frames, fps = read_video(args.video, fps=args.fps)
+    frames, fps = read_driving(args.video, peek_model_fps(args), fps=args.fps)
     pipe, _ = load_model_from_args(args)
     motion = encode_driving(pipe, frames, fps, source=f"driving video {args.video}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dimo_engine.camera import camera_path_from_phrase, load_camera_path, save_camera_path
-    from dimo_engine.driving import encode_driving, load_motion_file, motion_num_frames
+    from dimo_engine.driving import encode_driving, load_motion_file, motion_num_frames, read_driving
     from dimo_engine.generation import GenerationSettings, conform_camera, reenact
-    from dimo_engine.video_io import read_image, read_video, to_uint8, write_png_sequence, write_video
+    from dimo_engine.video_io import read_image, to_uint8, write_png_sequence, write_video
 
     if not args.camera_specs:
         raise InputError("no camera given; add --camera PATH.json or --camera-phrase 'orbit left 90 degrees'")
@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     reference = read_image(args.reference)
     camera_files = {value: load_camera_path(value) for kind, value in args.camera_specs if kind == "file"}
     reference_camera = load_camera_path(args.reference_camera) if args.reference_camera else None
-    driving = read_video(args.driving, fps=args.fps) if args.driving is not None else None
+    # Decoded once, as a stream, at the model's fps and the size its encoders need; a clip longer than one
+    # job generates is refused from its header, before any frame is decoded.
+    driving = read_driving(args.driving, peek_model_fps(args), fps=args.fps) if args.driving is not None else None
     motion = load_motion_file(args.motion) if args.motion is not None else None
 
     pipe, model_path = load_model_from_args(args)
@@ -122,6 +124,17 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         shutil.rmtree(result_set, ignore_errors=True)
     return 0
+
+
+def peek_model_fps(args: argparse.Namespace) -> float:
+    """The model's frame rate from its model_index.json, so the driving video is read before the model loads."""
+    import json
+
+    from dimo_engine.cli.model_args import check_model_folder, resolve_model_path
+
+    folder = resolve_model_path(args.model)
+    check_model_folder(folder)
+    return float(json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("fps", 12.0))
 
 
 # What `dimo generate` writes into --out (and the hidden per-camera folders older versions left there).

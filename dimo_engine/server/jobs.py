@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from dimo_engine.camera import load_camera_path
-from dimo_engine.driving import check_driving_length, content_hash, encode_driving, load_motion_file, motion_num_frames
+from dimo_engine.driving import (MAX_MOTION_FRAMES, check_driving_length, content_hash, encode_driving, load_motion_file,
+                                 motion_num_frames, read_driving)
 from dimo_engine.errors import InputError
 from dimo_engine.generation import GenerationCancelled, GenerationSettings, Progress, conform_camera, reenact
 from dimo_engine.motion_cache import MotionCache, model_id
-from dimo_engine.video_io import read_image, read_video, write_png
+from dimo_engine.video_io import read_image, write_png
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Limits:
     max_upload_bytes: int = 512 * 1024 * 1024
     max_side: int = 4096
     max_driving_frames: int = 3000  # frames of the uploaded video, before resampling
-    max_motion_frames: int = 600  # frames at the model's fps, what is generated per camera
+    max_motion_frames: int = MAX_MOTION_FRAMES  # frames at the model's fps, what is generated per camera
     max_cameras: int = 16
     max_queued_jobs: int = 16  # jobs waiting for the worker; more are refused so a loop cannot fill the disk
 
@@ -202,8 +203,13 @@ class JobRunner:
             if cached.is_file():
                 num_frames = motion_num_frames(load_motion_file(cached, "cached motion"))
             else:
-                frames, fps = read_video(driving, max_side=limits.max_side, max_frames=limits.max_driving_frames)
+                # The one decode of this job: what the encoders need, kept on disk until the worker takes it.
+                frames, fps = self._read_driving(driving)
                 num_frames = check_driving_length(frames.shape[0], fps, float(config.fps), "the driving clip")
+                inputs["driving_frames"] = Path(folder) / "inputs" / "driving_frames.npy"
+                inputs["driving_fps"] = fps
+                np.save(inputs["driving_frames"], frames)
+                del frames
         if num_frames > limits.max_motion_frames:
             raise InputError(f"the motion is {num_frames} frames at the model's {float(config.fps):g} fps, more than the "
                              f"limit of {limits.max_motion_frames}; shorten the driving video")
@@ -300,14 +306,23 @@ class JobRunner:
             is_cancelled=job.cancel_requested.is_set,
         )
 
+    def _read_driving(self, path: Path) -> tuple[np.ndarray, float]:
+        limits = self.limits
+        return read_driving(path, float(self.pipe.config.fps), max_side=limits.max_side,
+                            max_frames=limits.max_driving_frames, max_motion_frames=limits.max_motion_frames,
+                            source="the driving clip")
+
     def _motion_for(self, inputs: dict):
         if inputs["motion"] is not None:
             return load_motion_file(inputs["motion"], "motion")
         motion = self.cache.get(inputs["driving_hash"], self.model_id)
         if motion is None:
-            frames, fps = read_video(inputs["driving"], max_side=self.limits.max_side,
-                                     max_frames=self.limits.max_driving_frames)
+            if "driving_frames" in inputs:  # decoded at submission
+                frames, fps = np.load(inputs["driving_frames"], mmap_mode="r"), inputs["driving_fps"]
+            else:  # the cached motion it was submitted with has gone since
+                frames, fps = self._read_driving(inputs["driving"])
             motion = encode_driving(self.pipe, frames, fps)
+            del frames
             self.encode_count += 1
             self.cache.put(inputs["driving_hash"], self.model_id, motion)
         return motion
