@@ -262,3 +262,25 @@ def save_camera_path(camera_path: CameraPath, path) -> Path:
             os.unlink(temporary)
         raise
     return path
+
+
+def camera_fits_motion(camera_frames: int, camera_fps: float, motion_frames: int, model_fps: float) -> bool:
+    """Whether a camera of `camera_frames` at `camera_fps` can film a motion of `motion_frames` at the model's fps:
+    one camera frame per generated frame, a one-frame (still) camera, or the same duration at the camera's own fps
+    (the rule the engine's `conform_camera` applies)."""
+    if camera_frames in (motion_frames, 1):
+        return True
+    if abs(camera_fps - model_fps) <= 1e-6:
+        return False
+    return int(math.floor((camera_frames - 1) * model_fps / camera_fps + 1e-6)) + 1 == motion_frames
+
+
+def camera_frames_for_motion(motion_frames: int, model_fps: float, camera_fps: float) -> int:
+    """How many frames at `camera_fps` last as long as a motion of `motion_frames` at the model's fps (the most that
+    do, so the shot ends with the clip's last frame)."""
+    if abs(camera_fps - model_fps) <= 1e-6:
+        return motion_frames
+    longest = int(math.ceil(motion_frames * max(1.0, camera_fps / model_fps))) + 1
+    same_duration = [count for count in range(longest, 1, -1)
+                     if int(math.floor((count - 1) * model_fps / camera_fps + 1e-6)) + 1 == motion_frames]
+    return same_duration[0] if same_duration else motion_frames

@@ -9,6 +9,7 @@ tests call; `start_generate` wires them to the shared job mechanism in `jobs.py`
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import tempfile
 import time
@@ -19,6 +20,12 @@ import numpy as np
 
 from . import jobs, takes
 from .engine_client import EngineClient, EngineError, JobStatus, as_sentence
+
+# The engine's frame rate when it has not said otherwise (GET /v1/info); and that of a zip of frames, which
+# says none (driving clips rendered in Blender are 24 fps).
+DEFAULT_MODEL_FPS = 12.0
+ZIP_FRAMES_FPS = 24.0
+_FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 STATUS_POLL_S = 0.5
 # How many status polls in a row may fail before the job is given up as lost.
@@ -109,7 +116,67 @@ def _existing_file(path_setting: str, role: str, fix: str) -> Path:
     return path
 
 
-def prepare_generate(scene, selected_objects=()) -> GenerateRequest:
+def driving_clip_length(path: Path, model_fps: float = DEFAULT_MODEL_FPS) -> tuple[int, float] | None:
+    """(frames, fps) of a driving video, a zip of frames or a motion file (frames at the model's fps), from its
+    header; None when Blender cannot tell (the engine then checks it)."""
+    import json
+    import struct
+    import zipfile
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            with open(path, "rb") as handle:
+                header = json.loads(handle.read(struct.unpack("<Q", handle.read(8))[0]))
+            return int(header["body"]["shape"][1]), float(model_fps)
+        if suffix == ".zip":
+            with zipfile.ZipFile(path) as bundle:
+                count = sum(Path(name).suffix.lower() in _FRAME_SUFFIXES for name in bundle.namelist())
+            return (count, ZIP_FRAMES_FPS) if count else None
+    except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error, zipfile.BadZipFile):
+        return None
+    import bpy
+
+    try:
+        clip = bpy.data.movieclips.load(str(path))
+    except RuntimeError:
+        return None
+    try:
+        frames, fps = int(clip.frame_duration), float(clip.fps)
+    finally:
+        bpy.data.movieclips.remove(clip)
+    return (frames, fps) if frames > 1 and fps > 0 else None
+
+
+def motion_frames(source_frames: int, source_fps: float, model_fps: float) -> int:
+    """Frames a clip gives at the model's fps (the count of the engine's `resample_indices`)."""
+    return max(1, math.ceil(source_frames * model_fps / source_fps - 1e-6))
+
+
+def check_range_fits_driving(scene, start: int, end: int, driving_path: Path, model_fps: float = DEFAULT_MODEL_FPS) -> None:
+    """ValueError naming the frame range that fits when the range and the driving clip last differently."""
+    from .camera_export import scene_fps
+    from .camera_path import camera_fits_motion, camera_frames_for_motion
+
+    length = driving_clip_length(driving_path, model_fps)
+    if length is None:
+        return
+    motion = motion_frames(*length, model_fps)
+    fps = scene_fps(scene)
+    count = end - start + 1
+    if camera_fits_motion(count, fps, motion, model_fps):
+        return
+    fitting = camera_frames_for_motion(motion, model_fps, fps)
+    where = "the scene's End frame" if scene.dimo.use_scene_range else "End in the DiMo panel's frame range"
+    raise ValueError(
+        f"The frame range {start}-{end} is {count} frames at {fps:g} fps ({count / fps:.1f} s) but the driving clip "
+        f"{driving_path.name} lasts {motion / model_fps:.1f} s ({motion} frames at the model's {model_fps:g} fps); "
+        f"set {where} to {start + fitting - 1} for the clip's {fitting} frames at {fps:g} fps, or to {start} for a "
+        f"still camera."
+    )
+
+
+def prepare_generate(scene, selected_objects=(), model_fps: float = DEFAULT_MODEL_FPS) -> GenerateRequest:
     """Check the shot settings and export every target camera; raises ValueError with the fix."""
     from .camera_export import export_camera_path
     from .camera_path import save_camera_path
@@ -125,6 +192,7 @@ def prepare_generate(scene, selected_objects=()) -> GenerateRequest:
     start, end = frame_range(scene)
     if end < start:
         raise ValueError(f"The frame range {start}-{end} is empty; set an end frame after the start frame.")
+    check_range_fits_driving(scene, start, end, driving_path, model_fps)
     cameras = target_camera_objects(scene, selected_objects)
     root = takes.dimo_root()
     work_dir = Path(tempfile.mkdtemp(prefix="dimo-job-"))
