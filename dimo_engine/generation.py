@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from blender_addon.camera_path import camera_fits_motion
 from dimo_engine.camera import CameraPath
 from dimo_engine.driving import (
     BACKGROUND,
@@ -85,11 +86,9 @@ def conform_camera(camera: CameraPath, num_frames: int, model_fps: float, source
         return retime(camera, np.arange(num_frames), model_fps)
     if camera.num_frames == 1:
         return retime(camera, np.zeros(num_frames, dtype=int), model_fps)
-    if abs(camera.fps - model_fps) > 1e-6:
-        ticks = int(np.floor((camera.num_frames - 1) * model_fps / camera.fps + 1e-6)) + 1
-        if ticks == num_frames:
-            indices = np.minimum(np.round(np.arange(num_frames) * camera.fps / model_fps).astype(int), camera.num_frames - 1)
-            return retime(camera, indices, model_fps)
+    if camera_fits_motion(camera.num_frames, camera.fps, num_frames, model_fps):  # same duration at its own fps
+        indices = np.minimum(np.round(np.arange(num_frames) * camera.fps / model_fps).astype(int), camera.num_frames - 1)
+        return retime(camera, indices, model_fps)
     raise InputError(
         f"{source} has {camera.num_frames} frames at {camera.fps:g} fps but the motion has {num_frames} frames at the "
         f"model's {model_fps:g} fps; export the camera for {num_frames} frames at {model_fps:g} fps "

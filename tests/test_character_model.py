@@ -225,3 +225,34 @@ def test_root_travel_comes_from_the_clips_2d_track_whatever_the_distance_heads_b
     assert (found - truth)[:, 0].abs().max() < 0.25
     zero_travel_error = truth[:, :2].norm(dim=-1).max()
     assert (found - truth)[:, :2].norm(dim=-1).max() < 0.3 * zero_travel_error
+
+
+@pytest.mark.slow
+def test_dimo_generate_writes_the_rgba_layer_or_flat_frames_over_a_background(pipe, tmp_path):
+    from PIL import Image
+
+    from dimo_engine.cli.main import main
+
+    save_pipeline(pipe, tmp_path / "model")
+    driving = tmp_path / "driving"
+    driving.mkdir()
+    for index in range(6):
+        frame = np.zeros((64, 64, 4), np.uint8)
+        frame[10:54, 24 + index:40 + index] = (180, 120, 90, 255)
+        Image.fromarray(frame, "RGBA").save(driving / f"{index:04d}.png")
+    reference = np.zeros((64, 64, 4), np.uint8)
+    reference[8:56, 24:40] = (40, 90, 200, 255)
+    Image.fromarray(reference, "RGBA").save(tmp_path / "ref.png")
+    common = ["generate", "--reference", str(tmp_path / "ref.png"), "--driving", str(driving), "--fps", "12",
+              "--camera-phrase", "orbit left 90 degrees", "--model", str(tmp_path / "model"), "--steps", "2"]
+    assert main([*common, "--out", str(tmp_path / "layer")]) == 0
+    layer = np.asarray(Image.open(tmp_path / "layer" / "camera_00" / "0000.png"))
+    assert layer.shape[-1] == 4 and layer[..., 3].min() == 0  # transparent where the person is not
+    assert (tmp_path / "layer" / "camera_00" / "video.mp4").is_file()
+    assert main([*common, "--out", str(tmp_path / "flat"), "--background", "#ff0000"]) == 0
+    flat = np.asarray(Image.open(tmp_path / "flat" / "camera_00" / "0000.png"))
+    assert flat.shape[-1] == 3
+    empty = layer[..., 3] == 0
+    assert (flat[empty] == (255, 0, 0)).all()  # the background shows wherever the layer is empty
+    assert main([*common, "--out", str(tmp_path / "bad"), "--background", "not-a-colour"]) == 2
+    assert not (tmp_path / "bad").exists()

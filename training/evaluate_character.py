@@ -1,5 +1,6 @@
 """What the default model is measured by, on held-out test clips (rendered with `--layout benchmark`):
 
+- `codec_report`: what the generation space itself loses (ground truth -> person crop -> full frame);
 - `encoder_report`: the body encoder's joints in the character frame (from the driving frames alone, no driving
   camera) against the mean-pose baseline, and its front/back confusion rate;
 - `layer_report`: the character layer through the same calls as `dimo generate` (`encode_driving` ->
@@ -41,6 +42,32 @@ def silhouette_iou(predicted_alpha: np.ndarray, true_alpha: np.ndarray) -> float
 def alpha_flicker(alpha: np.ndarray) -> float:
     """Mean absolute frame-to-frame change of an alpha sequence `(F, H, W)` inside the person's reach."""
     return float(np.abs(np.diff(alpha, axis=0)).mean())
+
+
+def codec_report(test_root) -> dict:
+    """The generation space's own loss: each test view's ground truth cut into the model's person crop (box from the
+    true joints, the recipe inference applies to the predicted ones) and pasted back. Silhouette IoU, and PSNR over
+    the box the person covers in the clip, over the plain grey."""
+    from dimo_engine.character_layer import crop_boxes, paste_crops, target_boxes
+    from training.character_data import DRIVING_SIZE, composite_over_background
+
+    ious, psnrs = [], []
+    for clip in ClipDataset(test_root, "test"):
+        joints = torch.from_numpy(clip.motion["joints"][:, :22]).float()
+        for view in clip.views.values():
+            camera = view.camera
+            boxes = target_boxes(joints, torch.from_numpy(camera.K).float(), torch.from_numpy(camera.world_to_camera).float())
+            frames = torch.from_numpy(view.frames()).permute(0, 3, 1, 2).float() / 255.0
+            back = paste_crops(crop_boxes(frames, boxes, DRIVING_SIZE), boxes, clip.height, clip.width)
+            ious.append(silhouette_iou(back[:, 3].numpy(), frames[:, 3].numpy()))
+            covered = frames[:, 3].sum(0) > 0
+            rows, cols = covered.any(1).nonzero(), covered.any(0).nonzero()
+            box = (slice(None), slice(None), slice(int(rows.min()), int(rows.max()) + 1),
+                   slice(int(cols.min()), int(cols.max()) + 1))
+            error = (composite_over_background(frames) - composite_over_background(back))[box].pow(2).mean()
+            psnrs.append(float(10 * torch.log10(1 / error)))
+    return {"views": len(ious), "iou": round(float(np.mean(ious)), 3), "iou_min": round(float(np.min(ious)), 3),
+            "person_box_psnr_db": round(float(np.mean(psnrs)), 1), "psnr_min_db": round(float(np.min(psnrs)), 1)}
 
 
 def encoder_report(pipe, test_root, train_cache: str | None = None) -> dict:
@@ -116,6 +143,43 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
     return summary
 
 
+@torch.no_grad()
+def probe_motion(pipe, cache_path, num_pairs: int = 32, seed: int = 123, noise_levels=(0.3, 0.6, 0.9)) -> dict:
+    """Does the generator read the motion? Its clean-image loss on the person's pixels (alpha > 0 in the target
+    crop) for training pairs as trained, with the motion maps dropped, and with another pair's reference."""
+    from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
+    from dimo_engine.pipelines.pipeline_dimo_character import rgba_to_model, token_anchors
+    from training.character_data import CharacterExamples, composite_over_background
+    from training.train_character import character_anchors, encode
+
+    examples = CharacterExamples(cache_path)
+    batch = examples.batch(np.random.default_rng(seed), num_pairs)
+    now = encode(pipe, batch, "driving_", composite_over_background(batch["driving_crop"]))
+    first = encode(pipe, batch, "first_", composite_over_background(batch["first_crop"]))
+    anchors = token_anchors(character_anchors(now, first, batch["driving_joints"][:, 0]))
+    K, world_to_camera, size = batch["target_K"], batch["target_world_to_camera"], int(pipe.config.crop_size)
+    boxes = target_boxes(anchors, K, world_to_camera)
+    maps = splat_motion(anchors, now["features"][:, 0], K, world_to_camera, boxes, size, float(pipe.config.splat_sigma))
+    clean = rgba_to_model(crop_boxes(batch["target_frames"], boxes, size))
+    reference = rgba_to_model(batch["reference_crop"])
+    person = (clean[:, 3:4] > -1 + 1e-3).expand_as(clean)
+    generator = torch.Generator().manual_seed(seed)
+    conditions = {"as trained": (reference, maps), "motion dropped": (reference, torch.zeros_like(maps)),
+                  "other reference": (reference.roll(1, dims=0), maps)}
+    losses = {name: [] for name in conditions}
+    for sigma in noise_levels:
+        noise = torch.randn(clean.shape, generator=generator)
+        noisy = (1 - sigma) * clean + sigma * noise
+        t = torch.full((clean.shape[0],), sigma * 1000.0)
+        for name, (ref, motion_maps) in conditions.items():
+            error = (pipe.predict_clean(noisy, t, ref, motion_maps) - clean).pow(2)
+            losses[name].append(float(error[person].mean()))
+    figures = {name: round(float(np.mean(v)), 5) for name, v in losses.items()}
+    base = figures["as trained"]
+    return {"person_loss": figures, "increase_without_motion": round(figures["motion dropped"] / base - 1, 3),
+            "increase_other_reference": round(figures["other reference"] / base - 1, 3), "pairs": num_pairs}
+
+
 def write_sheet(rows, path: Path, frames=(0, 4, 8, 12, 16)) -> Path:
     """PNG: per row the driving, ground-truth and generated frames (layer over grey) at a few frame numbers."""
     from PIL import Image, ImageDraw
@@ -159,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     pipe = load_pipeline(resolve_model_path(Path(args.model) if args.model else None), device="cpu")
     pipe.set_progress_bar_config(disable=True)
-    report = {"encoder": encoder_report(pipe, args.test, args.train_cache)}
+    report = {"codec": codec_report(args.test), "encoder": encoder_report(pipe, args.test, args.train_cache)}
+    if Path(args.train_cache).is_file():
+        report["probe"] = probe_motion(pipe, args.train_cache)
     if not args.encoder_only:
         report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips)
     print(json.dumps(report, indent=1))

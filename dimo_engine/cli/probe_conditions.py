@@ -20,7 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
     from tqdm import tqdm
+
+    if _class_name(args.model) == "DiMoCharacterPipeline":  # the default model: person-pixel loss, motion dropped
+        from dimo_engine.pipelines import load_pipeline
+        from training.character_data import build_character_cache
+        from training.evaluate_character import probe_motion
+
+        cache = build_character_cache(getattr(args, "override_dataset", None) or "data/clips", "train")
+        print(json.dumps(probe_motion(load_pipeline(Path(args.model), device="cpu"), cache, args.pairs,
+                                      args.pair_seed), indent=1))
+        return 0
 
     from training.probe import probe_conditions
     from training.train import build_pipeline, config_from_args
@@ -32,3 +45,13 @@ def run(args: argparse.Namespace) -> int:
                                   progress=lambda done, total: bar.update(done - bar.n))
     print(result.table())
     return 0
+
+
+def _class_name(model) -> str | None:
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(model) / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -32,6 +32,7 @@ from dimo_engine.models.keypoint_locator import KeypointLocator
 from dimo_engine.pipelines.pipeline_dimo import DiMoPipelineOutput, MotionTokens
 
 HAND_CROP = 16
+DRIVING_CHUNK = 64  # driving frames turned into floats at a time
 WRISTS = (20, 21)
 
 
@@ -131,18 +132,26 @@ class DiMoCharacterPipeline(DiffusionPipeline):
         frames = frames[indices]
         box = self._driving_box(frames, source)
         device = self._execution_device
-        images = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (T, C, H, W)
-        if images.shape[1] == 4:  # the person over the models' plain grey
-            images = torch.cat([images[:, :3] * images[:, 3:] + BACKGROUND * (1 - images[:, 3:]), images[:, 3:]], 1)
         height, width = frames.shape[1:3]
         size = int(self.body_encoder.config.image_size)
-        boxes = torch.tensor(box, dtype=torch.float32).expand(images.shape[0], 4)
-        crops = crop_boxes(images[:, :3], boxes, size).to(device)  # (T, 3, S, S)
-        features = box_features(boxes, width, height).to(device)  # (T, 3)
-        body = self.body_encoder(crops[None], features[None])
-        hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (T, 2, 4)
-        hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
-        hands = self.hand_encoder(hand_crops[None].to(device))
+        outputs = []
+        # In chunks of frames: a long clip is never held as floats at its full size.
+        for start in range(0, frames.shape[0], DRIVING_CHUNK):
+            images = torch.from_numpy(np.ascontiguousarray(frames[start:start + DRIVING_CHUNK]))
+            images = images.permute(0, 3, 1, 2).float() / 255.0  # (t, C, H, W)
+            if images.shape[1] == 4:  # the person over the models' plain grey
+                images = images[:, :3] * images[:, 3:] + BACKGROUND * (1 - images[:, 3:])
+            boxes = torch.tensor(box, dtype=torch.float32).expand(images.shape[0], 4)
+            crops = crop_boxes(images[:, :3], boxes, size).to(device)  # (t, 3, S, S)
+            body = self.body_encoder(crops[None], box_features(boxes, width, height).to(device)[None])
+            hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (t, 2, 4)
+            hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
+            body["hand_features"] = self.hand_encoder(hand_crops[None].to(device))["features"]
+            outputs.append(body)
+        body = {key: torch.cat([o[key] for o in outputs], dim=1) for key in ("anchors", "root", "joints_2d", "features",
+                                                                            "hand_features")}
+        boxes = torch.tensor(box, dtype=torch.float32).expand(frames.shape[0], 4)
+        hands = {"features": body["hand_features"]}
         # The root's travel comes from the clip's 2D track, not from single crops (root_from_track).
         side = (boxes[:, 2] - boxes[:, 0])[:, None, None].to(device)
         joints_px = body["joints_2d"][0] * side + boxes[:, None, :2].to(device)
