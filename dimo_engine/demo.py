@@ -282,8 +282,9 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
             render_plan(plan_dir)
         driving_clip = load_clip(render_root / "test" / "clip_000000")
         reference_clip = load_clip(render_root / "test" / "clip_000001")
-        # RGB with the set behind the person, as a filmed driving video and the training frames are.
-        driving = driving_clip.driving_view.frames()[..., :3]  # (F, H, W, 3) uint8
+        # Blender's render of the driving clip keeps the person's alpha, which finds the person exactly; a filmed
+        # video without alpha goes through the keypoint locator instead (docs/default_model.md has both figures).
+        driving = driving_clip.driving_view.frames()  # (F, H, W, 4) uint8
         # The character's picture with its alpha, as Blender renders a character over a transparent film.
         reference = reference_clip.views["reference"].frames([0])[0]  # (H, W, 4)
         ground_truth = reference_clip.views["orbit"].frames()  # (F, H, W, 4), alpha = the person
