@@ -50,8 +50,8 @@ def exact_projection(K_blender: np.ndarray, camera_matrix_world: np.ndarray, wor
     depth_scale = upper[2, 2]  # K's last row must be (0, 0, 1): divide it out of the whole projection
     K = upper / depth_scale
     K[1, 0] = K[2, 0] = K[2, 1] = 0.0
-    if abs(K[0, 1]) < 1e-9 * K[0, 0]:
-        K[0, 1] = 0.0  # no shear: keep the file's skew exactly zero, not rounding noise
+    if abs(K[0, 1]) < 1e-6 * K[0, 0]:  # Blender keeps matrices in float32: ~1e-7 of noise
+        K[0, 1] = 0.0  # no shear: keep the file's skew exactly zero (the importer refuses skew above 1e-6)
     world_to_camera = np.eye(4)
     world_to_camera[:3, :3] = rotation
     world_to_camera[:3, 3] = np.linalg.solve(K, projection[:, 3] / depth_scale)
