@@ -8,26 +8,14 @@ Run: `python benchmarks/bench_character.py [--batch 16] [--repeats 10] [--thread
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
+from bench_model import timed  # the benchmarks folder is on the path when a benchmark runs as a script
 from blender_addon.camera_rigs import intrinsics_from_fov, look_at
 from dimo_engine.character_layer import splat_motion, target_boxes
 from dimo_engine.pipelines.pipeline_dimo_character import create_character_pipeline, motion_from_crops, token_anchors
-
-
-def timed(function, repeats: int) -> float:
-    """Median seconds of `repeats` calls after one warm-up call."""
-    function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

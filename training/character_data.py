@@ -21,7 +21,7 @@ from dimo_engine.clips import ClipDataset
 from dimo_engine.driving import BACKGROUND, person_box_from_alpha, square_box
 from dimo_engine.models.anchored_motion_encoder import box_features, view_frame_targets
 from dimo_engine.models.motion_encoder import body_pose_targets, hand_pose_targets
-from training.pairs import PAIR_KINDS, REFERENCE_FRAME
+from training.pairs import PAIR_KINDS, REFERENCE_FRAME, choose_views
 
 CACHE_NAME = "character_cache.pt"
 CACHE_VERSION = 2
@@ -123,20 +123,10 @@ class CharacterExamples:
     def choose(self, rng: np.random.Generator) -> FramePair:
         clip_index = int(rng.integers(len(self.clips)))
         views = self.clips[clip_index]["views"]
-        still = [i for i, v in enumerate(views) if v["kind"] in ("driving", "static")]
-        moving = [i for i, v in enumerate(views) if v["kind"] == "moving"]
-        kind = PAIR_KINDS[rng.choice(len(PAIR_KINDS), p=self.kind_probabilities)]
-        if kind == "moving_camera" and not moving:
-            kind = "cross_view"
-        driving = int(rng.choice(still))
-        if kind == "same_view":
-            target = driving
-        elif kind == "cross_view":
-            target = int(rng.choice([i for i in still if i != driving]))
-        else:
-            target = int(rng.choice(moving))
-        frame = int(rng.integers(views[driving]["frames"].shape[0]))
-        return FramePair(kind, clip_index, driving, target, int(rng.choice(still)), frame)
+        kind, driving, target, reference = choose_views(rng, [(i, v["kind"]) for i, v in enumerate(views)],
+                                                        self.kind_probabilities)
+        frame = int(rng.integers(views[int(driving)]["frames"].shape[0]))
+        return FramePair(kind, clip_index, int(driving), int(target), int(reference), frame)
 
     def driving_inputs(self, clip: int, view: int, frame: int) -> dict[str, torch.Tensor]:
         """What the motion encoders read of one driving frame, and their training targets."""

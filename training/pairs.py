@@ -52,6 +52,27 @@ def latent_cache_path(view: ClipView, num_frames: int, height: int, width: int) 
     return view.folder / f"latents_{num_frames}f_{height}x{width}.safetensors"
 
 
+def choose_views(rng: np.random.Generator, views: list[tuple], kind_probabilities) -> tuple[str, object, object, object]:
+    """One example's pair kind and its (driving, target, reference) views from `views` [(id, kind), ...]: the driving
+    and reference views are still ones, the target is the driving view (same view), another still view (cross view)
+    or a moving camera; a kind the clip cannot give falls back to the next simpler one."""
+    still = [name for name, kind in views if kind in ("driving", "static")]
+    moving = [name for name, kind in views if kind == "moving"]
+    kind = PAIR_KINDS[rng.choice(len(PAIR_KINDS), p=kind_probabilities)]
+    if kind == "moving_camera" and not moving:
+        kind = "cross_view"
+    if kind == "cross_view" and len(still) < 2:
+        kind = "same_view"
+    driving = rng.choice(still)
+    if kind == "same_view":
+        target = driving
+    elif kind == "cross_view":
+        target = rng.choice([name for name in still if name != driving])
+    else:
+        target = rng.choice(moving)
+    return kind, driving, target, rng.choice(still)
+
+
 @dataclass(frozen=True)
 class PairChoice:
     """Which clip, frames and views one example uses."""
@@ -126,22 +147,9 @@ class ViewPairDataset(torch.utils.data.Dataset):
         clip_index, start = self.items[order[position]]
         rng = np.random.default_rng([self.seed, int(sample), 1])
         clip = self.clips[clip_index]
-        still = [v.name for v in clip.views.values() if v.kind in ("driving", "static")]
-        moving = [v.name for v in clip.views.values() if v.kind == "moving"]
-        kind = PAIR_KINDS[rng.choice(len(PAIR_KINDS), p=self.kind_probabilities)]
-        if kind == "moving_camera" and not moving:
-            kind = "cross_view"
-        if kind == "cross_view" and len(still) < 2:
-            kind = "same_view"
-        driving = str(rng.choice(still))
-        if kind == "same_view":
-            target = driving
-        elif kind == "cross_view":
-            target = str(rng.choice([name for name in still if name != driving]))
-        else:
-            target = str(rng.choice(moving))
-        reference = str(rng.choice(still))
-        return PairChoice(kind, clip_index, start, driving, target, reference)
+        kind, driving, target, reference = choose_views(rng, [(v.name, v.kind) for v in clip.views.values()],
+                                                        self.kind_probabilities)
+        return PairChoice(kind, clip_index, start, str(driving), str(target), str(reference))
 
     # -- building ------------------------------------------------------------------------------------------
 

@@ -72,7 +72,29 @@ class DiMoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list
 
 
-class DiMoPipeline(DiffusionPipeline):
+class DenoisingLoopMixin:
+    """What both DiMo pipelines share around their denoising loops: the interrupt flag a step callback sets, the
+    step count, and the reference image's default camera."""
+
+    _interrupt = False
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    def default_reference_camera(self):
+        """The reference image's camera when none is given: a still front view at eye level (azimuth 0,
+        elevation 0, the character framed), as the training renders' still views."""
+        from blender_addon.camera_rigs import static_view
+
+        return static_view(0.0, 0.0, 1, float(self.config.fps), int(self.config.width), int(self.config.height), seed=0)
+
+
+class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
     """Re-enact motion with a reference character, seen from explicit target cameras.
 
     Components: `vae` (AutoencoderKLWan), `transformer` (DiMoTransformer3DModel), `body_encoder` and
@@ -105,14 +127,6 @@ class DiMoPipeline(DiffusionPipeline):
         self.vae_scale_factor_spatial = vae.config.scale_factor_spatial if vae is not None else 8
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
         self._interrupt = False
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
 
     # ---- inputs ---------------------------------------------------------------------------------------------
 
@@ -249,13 +263,6 @@ class DiMoPipeline(DiffusionPipeline):
         if frame_indices is not None:
             rays = rays[frame_indices]
         return rays.permute(1, 0, 2, 3).unsqueeze(0).to(self._execution_device)
-
-    def default_reference_camera(self):
-        """The reference image's camera when none is given: a still front view at eye level (azimuth 0,
-        elevation 0, the character framed), as the training renders' still views."""
-        from blender_addon.camera_rigs import static_view
-
-        return static_view(0.0, 0.0, 1, float(self.config.fps), int(self.config.width), int(self.config.height), seed=0)
 
     def predict_velocity(self, latents, timestep, motion_tokens=None, camera_rays=None, reference_latents=None,
                          reference_rays=None) -> torch.Tensor:

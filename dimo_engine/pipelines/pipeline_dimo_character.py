@@ -29,7 +29,7 @@ from dimo_engine.models.anchored_motion_encoder import (
     root_from_track,
 )
 from dimo_engine.models.keypoint_locator import KeypointLocator
-from dimo_engine.pipelines.pipeline_dimo import DiMoPipelineOutput, MotionTokens
+from dimo_engine.pipelines.pipeline_dimo import DenoisingLoopMixin, DiMoPipelineOutput, MotionTokens
 
 HAND_CROP = 16
 DRIVING_CHUNK = 64  # driving frames turned into floats at a time
@@ -70,7 +70,7 @@ def model_to_rgba(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x[:, :3], x[:, 3:4]], dim=1)
 
 
-class DiMoCharacterPipeline(DiffusionPipeline):
+class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     """Re-enact motion with a reference character, seen from explicit target cameras, as an RGBA character layer.
 
     Components: `body_encoder` and `hand_encoder` (AnchoredMotionEncoder), `generator` (diffusers UNet2DModel in
@@ -94,14 +94,6 @@ class DiMoCharacterPipeline(DiffusionPipeline):
         self.register_to_config(num_frames=num_frames, fps=fps, height=height, width=width, crop_size=crop_size,
                                 splat_sigma=splat_sigma)
         self._interrupt = False
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
 
     # ---- motion ---------------------------------------------------------------------------------------------
 
@@ -170,13 +162,6 @@ class DiMoCharacterPipeline(DiffusionPipeline):
         pixels = (joints_2d * side + boxes[:, None, :2]).double().numpy()
         visible = np.ones(pixels.shape[:2], dtype=bool)
         return torch.from_numpy(hand_boxes(pixels, visible, [SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND], height)).float()
-
-    def default_reference_camera(self):
-        """The reference image's camera when none is given: a still front view at eye level (unused by this
-        model's generator, which reads the reference whatever its view; kept for the shared interface)."""
-        from blender_addon.camera_rigs import static_view
-
-        return static_view(0.0, 0.0, 1, float(self.config.fps), int(self.config.width), int(self.config.height), seed=0)
 
     # ---- inputs ---------------------------------------------------------------------------------------------
 
