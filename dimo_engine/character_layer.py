@@ -101,12 +101,22 @@ def splat(points_uv: torch.Tensor, values: torch.Tensor, size: int, sigma: float
     return torch.einsum("npy,npx,npc->ncyx", weight_y, weight_x, values)
 
 
+def reference_colours(reference: torch.Tensor, joints_2d: torch.Tensor) -> torch.Tensor:
+    """The character's look where each splat point sits on it: reference crops `(N, 3, S, S)` in [0, 1] and the body
+    encoder's 2D joints on them `(N, 24, 2)` (crop units; hand tokens at the wrists) -> colours `(N, P, 3)` at the
+    same points `motion_points` draws (joints, then along the bones)."""
+    points, _ = motion_points(joints_2d, joints_2d[..., :1])
+    grid = (points * 2 - 1)[:, :, None]  # (N, P, 1, 2) in grid_sample's [-1, 1]
+    return F.grid_sample(reference, grid, mode="bilinear", padding_mode="border", align_corners=True)[..., 0].transpose(1, 2)
+
+
 def splat_motion(anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor,
-                 boxes: torch.Tensor, size: int, sigma: float = 1.5) -> torch.Tensor:
+                 boxes: torch.Tensor, size: int, sigma: float = 1.5, colours: torch.Tensor | None = None) -> torch.Tensor:
     """Motion tokens seen by a target camera, pixel-aligned in its crop: anchors `(N, K, 3)` (character frame),
     features `(N, K, C)`, cameras (N, 3, 3) / (N, 4, 4), boxes `(N, 4)` -> maps `(N, C + 2, size, size)`:
     the splatted features, the points' depth relative to the body's (so the generator knows what is in front),
-    and a coverage channel."""
+    and a coverage channel; with `colours` `(N, P, 3)` (`reference_colours`) also the character's colours carried to
+    where the target camera sees each point (3 more channels, normalised by coverage)."""
     points, values = motion_points(anchors, features)
     uv, depth = project_points(points, K, world_to_camera)  # (N, P, 2), (N, P)
     side = (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6)
@@ -115,4 +125,8 @@ def splat_motion(anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor,
     relative_depth = ((depth - root_depth) / 0.5).clamp(-3, 3)  # in half metres
     visible = (depth > 1e-3).to(values.dtype)[..., None]
     channels = torch.cat([values, relative_depth[..., None], torch.ones_like(relative_depth)[..., None]], dim=-1)
-    return splat(crop_uv, channels * visible, size, sigma)
+    maps = splat(crop_uv, channels * visible, size, sigma)
+    if colours is None:
+        return maps
+    colour_maps = splat(crop_uv, colours * visible, size, sigma) / (maps[:, -1:] + 0.2)
+    return torch.cat([maps, colour_maps * 2 - 1], dim=1)

@@ -256,3 +256,26 @@ def test_dimo_generate_writes_the_rgba_layer_or_flat_frames_over_a_background(pi
     assert (flat[empty] == (255, 0, 0)).all()  # the background shows wherever the layer is empty
     assert main([*common, "--out", str(tmp_path / "bad"), "--background", "not-a-colour"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_widening_the_generator_for_appearance_changes_nothing_until_it_trains():
+    from dimo_engine.character_layer import reference_colours
+    from training.train_character import widened_generator
+
+    plain, wide = create_character_pipeline(seed=0), create_character_pipeline(seed=1, appearance=True)
+    assert not plain.reads_appearance and wide.reads_appearance
+    wide.generator.load_state_dict(widened_generator(plain.generator.state_dict(), wide))
+    inputs = torch.randn(2, plain.generator.config.in_channels, 64, 64)
+    colours = torch.randn(2, 3, 64, 64)
+    timesteps = torch.tensor([100.0, 700.0])
+    with torch.no_grad():
+        before = plain.generator(inputs, timesteps).sample
+        after = wide.generator(torch.cat([inputs, colours], 1), timesteps).sample
+    assert torch.allclose(before, after, atol=1e-5)
+    # The colours are read where each point sits on the reference: a red top half and a blue bottom half.
+    reference = torch.zeros(1, 3, 64, 64)
+    reference[:, 0, :32], reference[:, 2, 32:] = 1.0, 1.0
+    joints = torch.full((1, 24, 2), 0.5)
+    joints[:, :12, 1], joints[:, 12:, 1] = 0.2, 0.8
+    sampled = reference_colours(reference, joints)
+    assert torch.allclose(sampled[0, 0], torch.tensor([1.0, 0.0, 0.0])) and torch.allclose(sampled[0, 12], torch.tensor([0.0, 0.0, 1.0]))

@@ -41,7 +41,7 @@ from training.character_data import CharacterExamples, build_character_cache, co
 from training.losses import annealed_weight
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-STAGES = ("encoders", "joint")
+STAGES = ("encoders", "joint", "appearance")
 
 
 @dataclasses.dataclass
@@ -65,6 +65,11 @@ class CharacterTrainConfig:
     aux_end_step: int = 2000
     alpha_loss_weight: float = 2.0
     opaque_reference_ratio: float = 0.3  # references given with their set and no alpha
+    # stage "appearance": the joint stage's models, the generator widened to read the reference's colours splatted
+    # at the target (its new input channels start at zero, so it starts as the joint stage ended)
+    appearance_steps: int = 1200
+    appearance_lr: float = 3e-4
+    appearance_encoder_lr: float = 5e-5
     same_view_ratio: float = 0.3
     cross_view_ratio: float = 0.5
     moving_camera_ratio: float = 0.2
@@ -175,13 +180,14 @@ def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, gene
     size = int(pipe.config.crop_size)
     with torch.no_grad():  # the crop follows the predicted motion, as at inference
         boxes = target_boxes(anchors, K, world_to_camera)
-    maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(pipe.config.splat_sigma))
     clean = rgba_to_model(crop_boxes(batch["target_frames"], boxes, size))  # (N, 4, S, S)
     reference = rgba_to_model(batch["reference_crop"])
     # A reference without alpha (a photo, a viewport grab) shows its set and is opaque: train for that too.
     opaque = torch.rand(reference.shape[0], generator=generator) < config.opaque_reference_ratio
     with_set = torch.cat([batch["reference_crop"][:, :3] * 2 - 1, torch.ones_like(reference[:, :1])], dim=1)
     reference = torch.where(opaque[:, None, None, None], with_set, reference)
+    maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(pipe.config.splat_sigma),
+                        pipe.appearance_colours(reference))
 
     sigmas = torch.sigmoid(torch.randn(clean.shape[0], generator=generator))  # logit-normal noise levels
     noise = torch.randn(clean.shape, generator=generator)
@@ -235,9 +241,20 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     cache = build_character_cache(config.dataset, "train")
     examples = CharacterExamples(cache, {"same_view": config.same_view_ratio, "cross_view": config.cross_view_ratio,
                                          "moving_camera": config.moving_camera_ratio})
-    pipe = create_character_pipeline(seed=config.seed)
+    pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance")
     checkpoint = _checkpoint_path(config, stage)
-    if stage == "joint":
+    if stage == "appearance":
+        joint = _checkpoint_path(config, "joint")
+        if not checkpoint.is_file():
+            if not joint.is_file():
+                raise InputError(f"{joint} is missing; run the 'joint' stage first.")
+            models = torch.load(joint, weights_only=False)["models"]
+            _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
+        parameters = [{"params": pipe.generator.parameters(), "lr": config.appearance_lr},
+                      {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
+                       "lr": config.appearance_encoder_lr}]
+        max_steps = config.appearance_steps
+    elif stage == "joint":
         encoders = _checkpoint_path(config, "encoders")
         if not checkpoint.is_file():
             if not encoders.is_file():
@@ -282,8 +299,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
             if stage == "encoders":
                 losses = encoder_step(pipe, examples.batch(rng, config.encoder_batch, with_targets=False),
                                       augmentation, generator)
-            else:
-                aux = annealed_weight(step, config.aux_weight, config.aux_hold_steps, config.aux_end_step)
+            else:  # the appearance stage continues after the joint stage's aux_end_step: the tokens stay free
+                aux = 0.0 if stage == "appearance" else annealed_weight(step, config.aux_weight, config.aux_hold_steps,
+                                                                        config.aux_end_step)
                 losses = joint_step(pipe, examples.batch(rng, config.joint_batch), aux, config, generator, augmentation)
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(losses["total"]):
@@ -310,9 +328,20 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     finally:
         signal.signal(signal.SIGTERM, previous)
         _save_checkpoint(checkpoint, pipe, optimizer, step, log)
-    if stage == "joint" and step >= max_steps:
+    if stage in ("joint", "appearance") and step >= max_steps:
         export(pipe, out_dir / "pipeline")
     return log[-1] if log else {}
+
+
+def widened_generator(weights: dict, pipe) -> dict:
+    """The joint stage's generator weights for a generator with more input channels: the new channels' weights in
+    the first convolution are zero, so the widened generator computes exactly what the old one did."""
+    weights = dict(weights)
+    old = weights["conv_in.weight"]
+    new = torch.zeros_like(pipe.generator.conv_in.weight)
+    new[:, : old.shape[1]] = old
+    weights["conv_in.weight"] = new
+    return weights
 
 
 def export(pipe, folder: Path) -> Path:

@@ -19,7 +19,14 @@ import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2DModel
 
-from dimo_engine.character_layer import crop_boxes, paste_crops, smooth_boxes, splat_motion, target_boxes
+from dimo_engine.character_layer import (
+    crop_boxes,
+    paste_crops,
+    reference_colours,
+    smooth_boxes,
+    splat_motion,
+    target_boxes,
+)
 from dimo_engine.driving import BACKGROUND, person_box_from_alpha, person_box_from_locator, resample_indices, square_box
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
@@ -203,7 +210,22 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         crop = crop_boxes(pixels, torch.tensor([box], dtype=torch.float32), int(self.config.crop_size))
         return rgba_to_model(crop).to(self._execution_device)
 
-    def motion_maps(self, motion: MotionTokens, target_cameras) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def reads_appearance(self) -> bool:
+        """Whether the generator takes the reference's colours splatted at the target (3 input channels more)."""
+        return int(self.generator.config.in_channels) == 8 + int(self.body_encoder.config.feature_dim) + 2 + 3
+
+    def appearance_colours(self, reference: torch.Tensor) -> torch.Tensor | None:
+        """Reference crops in the generator's space `(N, 4, S, S)` -> the colours `(N, P, 3)` at the body encoder's
+        own 2D joints on them (`reference_colours`), or None for a generator that does not read them."""
+        if not self.reads_appearance:
+            return None
+        rgb = (reference[:, :3] + 1) / 2
+        joints = self.body_encoder(rgb[:, None])["joints_2d"][:, 0, :22]
+        return reference_colours(rgb, token_anchors(joints))
+
+    def motion_maps(self, motion: MotionTokens, target_cameras, colours: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Splatted motion `(F, C, S, S)` and crop boxes `(F, 4)` of the first clip of `motion` in `target_cameras`."""
         device = self._execution_device
         tokens = torch.cat([motion.body[0], motion.hands[0]], dim=1).to(device, torch.float32)  # (F, 24, D + 3)
@@ -211,8 +233,10 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         K = torch.from_numpy(target_cameras.K).float().to(device)
         world_to_camera = torch.from_numpy(target_cameras.world_to_camera).float().to(device)
         boxes = smooth_boxes(target_boxes(anchors, K, world_to_camera))
+        if colours is not None:
+            colours = colours.expand(anchors.shape[0], -1, -1)
         maps = splat_motion(anchors, features, K, world_to_camera, boxes, int(self.config.crop_size),
-                            float(self.config.splat_sigma))
+                            float(self.config.splat_sigma), colours)
         return maps, boxes
 
     def prepare_latents(self, num_frames: int, generator=None, latents=None) -> torch.Tensor:
@@ -270,8 +294,9 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         num_frames = motion.num_frames
 
         # 1. The character's crop, and the motion seen by each target camera.
-        reference = self.reference_crop(reference_image).expand(num_frames, -1, -1, -1)
-        maps, boxes = self.motion_maps(motion, target_cameras)
+        reference = self.reference_crop(reference_image)
+        maps, boxes = self.motion_maps(motion, target_cameras, self.appearance_colours(reference))
+        reference = reference.expand(num_frames, -1, -1, -1)
         if drop_motion:
             maps = torch.zeros_like(maps)
 
@@ -314,15 +339,16 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
 
 
 def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: int = 64,
-                              generator_channels=(32, 64, 96, 128)) -> DiMoCharacterPipeline:
-    """A fresh, untrained default-model pipeline (deterministic from `seed`)."""
+                              generator_channels=(32, 64, 96, 128), appearance: bool = False) -> DiMoCharacterPipeline:
+    """A fresh, untrained default-model pipeline (deterministic from `seed`); `appearance`: its generator also reads
+    the reference's colours splatted at the target (`reference_colours`)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body = AnchoredMotionEncoder(image_size=64, feature_dim=feature_dim)
         hands = AnchoredMotionEncoder(image_size=HAND_CROP, num_crops=2, num_tokens=1, feature_dim=feature_dim,
                                       channels=(32, 64), hidden_dim=128, box_features=0, aux_joints=15, anchors=False)
         generator = UNet2DModel(
-            sample_size=crop_size, in_channels=4 + 4 + feature_dim + 2, out_channels=4,
+            sample_size=crop_size, in_channels=4 + 4 + feature_dim + 2 + (3 if appearance else 0), out_channels=4,
             block_out_channels=tuple(generator_channels), layers_per_block=1, norm_num_groups=8,
             # attention only at the coarsest level (8 x 8): it carries the reference's look to where the body is
             down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
