@@ -159,13 +159,17 @@ def probe_motion(pipe, cache_path, num_pairs: int = 32, seed: int = 123, noise_l
     anchors = token_anchors(character_anchors(now, first, batch["driving_joints"][:, 0]))
     K, world_to_camera, size = batch["target_K"], batch["target_world_to_camera"], int(pipe.config.crop_size)
     boxes = target_boxes(anchors, K, world_to_camera)
-    maps = splat_motion(anchors, now["features"][:, 0], K, world_to_camera, boxes, size, float(pipe.config.splat_sigma))
     clean = rgba_to_model(crop_boxes(batch["target_frames"], boxes, size))
     reference = rgba_to_model(batch["reference_crop"])
+    maps = splat_motion(anchors, now["features"][:, 0], K, world_to_camera, boxes, size, float(pipe.config.splat_sigma),
+                        pipe.appearance_colours(reference))
     person = (clean[:, 3:4] > -1 + 1e-3).expand_as(clean)
     generator = torch.Generator().manual_seed(seed)
+    other = reference.roll(1, dims=0)  # another pair's character, its colours splatted too for a reading generator
+    other_maps = splat_motion(anchors, now["features"][:, 0], K, world_to_camera, boxes, size,
+                              float(pipe.config.splat_sigma), pipe.appearance_colours(other))
     conditions = {"as trained": (reference, maps), "motion dropped": (reference, torch.zeros_like(maps)),
-                  "other reference": (reference.roll(1, dims=0), maps)}
+                  "other reference": (other, other_maps)}
     losses = {name: [] for name in conditions}
     for sigma in noise_levels:
         noise = torch.randn(clean.shape, generator=generator)

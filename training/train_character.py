@@ -329,7 +329,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
         signal.signal(signal.SIGTERM, previous)
         _save_checkpoint(checkpoint, pipe, optimizer, step, log)
     if stage in ("joint", "appearance") and step >= max_steps:
-        export(pipe, out_dir / "pipeline")
+        export(pipe, out_dir / ("pipeline" if stage == "joint" else "appearance_pipeline"))
     return log[-1] if log else {}
 
 
