@@ -206,7 +206,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         else:  # opaque: the person is found by the keypoint locator, the set stays in the crop as in training
             box = person_box_from_locator(self.keypoint_locator, image[None, ..., :3])
         box = square_box(box, image.shape[1], image.shape[0])
-        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        pixels = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0  # (1, 4, H, W)
         crop = crop_boxes(pixels, torch.tensor([box], dtype=torch.float32), int(self.config.crop_size))
         return rgba_to_model(crop).to(self._execution_device)
 
@@ -270,7 +270,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         drop_motion: bool = False,
-        **unused,
+        motion_guidance_scale: float | None = None,
     ):
         """Generate `(1, F, H, W, 4)` RGBA frames in [0, 1] of the reference character doing the motion, seen from
         `target_cameras` (frames at the camera path's own image size; alpha = the person).
@@ -284,6 +284,8 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
             callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
                 to stop after the current step.
             drop_motion: generate with the motion maps zeroed (the probe that the generator reads the motion).
+            motion_guidance_scale: accepted for the shared call signature (`generation.reenact`); this model samples
+                without guidance, so any value gives the same frames.
         """
         self.check_inputs(reference_image, motion, target_cameras, num_inference_steps)
         for name in callback_on_step_end_tensor_inputs:
