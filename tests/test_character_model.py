@@ -279,3 +279,38 @@ def test_widening_the_generator_for_appearance_changes_nothing_until_it_trains()
     joints[:, :12, 1], joints[:, 12:, 1] = 0.2, 0.8
     sampled = reference_colours(reference, joints)
     assert torch.allclose(sampled[0, 0], torch.tensor([1.0, 0.0, 0.0])) and torch.allclose(sampled[0, 12], torch.tensor([0.0, 0.0, 1.0]))
+
+
+@pytest.mark.slow
+def test_a_service_job_with_the_default_models_pipeline_returns_rgba_layer_frames(pipe, tmp_path):
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from blender_addon.camera_path import camera_path_to_dict
+    from blender_addon.camera_rigs import static_view
+    from dimo_engine.server import JobRunner, create_app
+    from dimo_engine.video_io import write_video
+    from tests.test_server import AUTH, TOKEN, job_files, wait_for
+
+    frames = np.full((12, 64, 48, 3), 25, np.uint8)
+    for index in range(12):
+        frames[index, 8:56, 14 + index:26 + index] = (220, 180, 60)
+    write_video(frames, tmp_path / "drive.mp4", fps=12)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 140, np.uint8)).save(buffer, format="PNG")
+    inputs = {"driving": (tmp_path / "drive.mp4").read_bytes(), "reference": buffer.getvalue(),
+              "camera": camera_path_to_dict(static_view(30.0, 10.0, 12, 12.0, 64, 48))}
+    runner = JobRunner(pipe, tmp_path / "work")
+    try:
+        with TestClient(create_app(runner, TOKEN)) as client:
+            answer = client.post("/v1/jobs", headers=AUTH, **job_files(inputs))
+            assert answer.status_code == 202, answer.text
+            final = wait_for(client, answer.json()["job_id"], timeout=120.0)[-1]
+            assert final["status"] == "done", final
+            png = client.get(f"/v1/jobs/{answer.json()['job_id']}/frames/0/0000.png", headers=AUTH)
+            layer = np.asarray(Image.open(io.BytesIO(png.content)))
+            assert layer.shape == (48, 64, 4)  # the camera's own size, with the person's alpha
+    finally:
+        runner.shutdown()
