@@ -80,7 +80,6 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Te
 def paste_crops(crops: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Inverse of `crop_boxes`: crops `(N, C, S, S)` placed back at boxes `(N, 4)` in `(N, C, height, width)`
     frames, 0 outside the box (the layer is transparent there)."""
-    size = crops.shape[-1]
     ys, xs = torch.meshgrid(torch.arange(height, dtype=crops.dtype, device=crops.device),
                             torch.arange(width, dtype=crops.dtype, device=crops.device), indexing="ij")
     x0, y0, x1, y1 = (v.to(crops.dtype)[:, None, None] for v in boxes.unbind(-1))

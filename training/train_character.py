@@ -1,4 +1,4 @@
-"""Training the default model (the character-layer pipeline) in two resumable stages, on a CPU.
+"""Training the default model (the character-layer pipeline) in resumable stages, on a CPU.
 
 config (TOML -> `CharacterTrainConfig`) -> cached clips in memory -> models -> loop -> checkpoint -> export.
 
@@ -8,8 +8,11 @@ config (TOML -> `CharacterTrainConfig`) -> cached clips in memory -> models -> l
   generation loss; the geometric supervision (anchors, rotations) is annealed to exactly 0 by `aux_end_step`, after
   which the tokens are free. Pairs are same view, cross view and moving camera.
 
+- stage "appearance" (tried, not shipped): the joint stage's models, the generator also reading the reference's colours
+  splatted at the target.
+
 `python -m training.train_character --config character-default --stage encoders` (and `--stage joint`); a killed run
-continues from its last checkpoint with the same command. The last stage exports a diffusers folder.
+continues from its last checkpoint with the same command. The joint stage exports the diffusers folder that ships.
 """
 
 from __future__ import annotations
@@ -200,9 +203,7 @@ def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, gene
         losses["aux"] = aux * sum(geometric.values())
     losses["total"] = sum(losses.values())
     with torch.no_grad():
-        truth = batch["target_frames"][:, 3:4]
         losses["alpha_iou"] = _crop_iou(predicted[:, 3] > 0, clean[:, 3] > 0)
-        del truth
     return losses
 
 

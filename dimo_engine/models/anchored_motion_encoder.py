@@ -182,13 +182,14 @@ def character_frame_anchors(anchors: torch.Tensor, root: torch.Tensor, first_anc
     first_anchors = anchors[:, 0] if first_anchors is None else first_anchors
     first_root = root[:, 0] if first_root is None else first_root
     turn = heading_rotation(body_facing(first_anchors))[:, None]  # (B, 1, 3, 3)
-    return turned_anchors(anchors, first_anchors) + character_frame_root(root, first_root, turn)[:, :, None]
+    return turned_anchors(anchors, first_anchors, turn) + character_frame_root(root, first_root, turn)[:, :, None]
 
 
-def turned_anchors(anchors: torch.Tensor, first_anchors: torch.Tensor) -> torch.Tensor:
+def turned_anchors(anchors: torch.Tensor, first_anchors: torch.Tensor, turn: torch.Tensor | None = None) -> torch.Tensor:
     """Root-relative view-frame anchors `(B, F, K, 3)` turned into the character frame's axes by the facing of the
-    clip's first frame `(B, K, 3)` (the pose part of `character_frame_anchors`, without the root's travel)."""
-    turn = heading_rotation(body_facing(first_anchors))[:, None]  # (B, 1, 3, 3)
+    clip's first frame `(B, K, 3)` (the pose part of `character_frame_anchors`, without the root's travel); `turn`
+    `(B, 1, 3, 3)` when the caller has it already."""
+    turn = heading_rotation(body_facing(first_anchors))[:, None] if turn is None else turn
     return torch.einsum("bfij,bfkj->bfki", turn, anchors)
 
 

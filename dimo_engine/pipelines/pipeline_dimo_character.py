@@ -150,14 +150,13 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         body = {key: torch.cat([o[key] for o in outputs], dim=1) for key in ("anchors", "root", "joints_2d", "features",
                                                                             "hand_features")}
         boxes = torch.tensor(box, dtype=torch.float32).expand(frames.shape[0], 4)
-        hands = {"features": body["hand_features"]}
         # The root's travel comes from the clip's 2D track, not from single crops (root_from_track).
         side = (boxes[:, 2] - boxes[:, 0])[:, None, None].to(device)
         joints_px = body["joints_2d"][0] * side + boxes[:, None, :2].to(device)
         root = root_from_track(joints_px, body["anchors"][0], body["root"][0], width)[None]  # (1, T, 3)
         anchors = character_frame_anchors(body["anchors"], root)  # (1, T, 22, 3)
         all_anchors = token_anchors(anchors)
-        tokens = torch.cat([torch.cat([body["features"], hands["features"]], dim=2), all_anchors], dim=-1)
+        tokens = torch.cat([torch.cat([body["features"], body["hand_features"]], dim=2), all_anchors], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
 
     def _hand_boxes(self, joints_2d: torch.Tensor, boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
