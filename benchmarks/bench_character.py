@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from bench_model import timed  # the benchmarks folder is on the path when a benchmark runs as a script
-from blender_addon.camera_rigs import intrinsics_from_fov, look_at
+from blender_addon.core.camera_rigs import intrinsics_from_fov, look_at
 from dimo_engine.character_layer import splat_motion, target_boxes
 from dimo_engine.pipelines.pipeline_dimo_character import create_character_pipeline, motion_from_crops, token_anchors
 

@@ -34,7 +34,7 @@ def prepare(folder: Path, model: Path | None) -> dict:
     import numpy as np
     from PIL import Image
 
-    from blender_addon.camera_rigs import static_view
+    from blender_addon.core.camera_rigs import static_view
     from dimo_engine.camera import save_camera_path
 
     if model is None:

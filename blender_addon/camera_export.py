@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from .camera_path import OPENCV_TO_BLENDER_CAMERA, CameraPath, validate_camera_path
+from .core.camera_path import OPENCV_TO_BLENDER_CAMERA, CameraPath, validate_camera_path
 
 SENSOR_FITS = ("AUTO", "HORIZONTAL", "VERTICAL")
 

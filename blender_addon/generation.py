@@ -156,7 +156,7 @@ def motion_frames(source_frames: int, source_fps: float, model_fps: float) -> in
 def check_range_fits_driving(scene, start: int, end: int, driving_path: Path, model_fps: float = DEFAULT_MODEL_FPS) -> None:
     """ValueError naming the frame range that fits when the range and the driving clip last differently."""
     from .camera_export import scene_fps
-    from .camera_path import camera_fits_motion, camera_frames_for_motion
+    from .core.camera_path import camera_fits_motion, camera_frames_for_motion
 
     length = driving_clip_length(driving_path, model_fps)
     if length is None:
@@ -179,7 +179,7 @@ def check_range_fits_driving(scene, start: int, end: int, driving_path: Path, mo
 def prepare_generate(scene, selected_objects=(), model_fps: float = DEFAULT_MODEL_FPS) -> GenerateRequest:
     """Check the shot settings and export every target camera; raises ValueError with the fix."""
     from .camera_export import export_camera_path
-    from .camera_path import save_camera_path
+    from .core.camera_path import save_camera_path
 
     settings = scene.dimo
     if settings.anchor is None:

@@ -27,7 +27,7 @@ def render_reference(scene, camera_obj, selected_objects, anchor_obj, output_dir
     import bpy
 
     from .camera_export import export_camera_path
-    from .camera_path import save_camera_path
+    from .core.camera_path import save_camera_path
 
     if camera_obj is None or camera_obj.type != "CAMERA":
         raise ValueError("There is no camera to render the reference from; set the scene's active camera.")

@@ -1,7 +1,7 @@
 """Cameras on the engine side: where a camera path becomes Plücker ray maps and where 3D points
 become pixels, batched in torch.
 
-The camera path file itself (reader, writer, validator, phrases) lives in `blender_addon` so
+The camera path file itself (reader, writer, validator, phrases) lives in `blender_addon.core` so
 the add-on shares it; it is re-exported here with its errors turned into `InputError`. Camera
 files loaded here are cameras to generate with, so they must also be able to show the character.
 """
@@ -14,8 +14,8 @@ import logging
 import numpy as np
 import torch
 
-from blender_addon import camera_path as _camera_path
-from blender_addon.camera_path import (  # noqa: F401  (re-exported)
+from blender_addon.core import camera_path as _camera_path
+from blender_addon.core.camera_path import (  # noqa: F401  (re-exported)
     FORMAT_NAME,
     FORMAT_VERSION,
     CameraPath,
@@ -60,7 +60,7 @@ camera_path_from_dict = _as_input_error(_camera_path.camera_path_from_dict)
 @_as_input_error
 def camera_path_from_phrase(phrase: str, *args, **kwargs) -> CameraPath:
     """A camera path from a text phrase ("orbit left 90 degrees while dolly in"); see docs/cameras.md."""
-    from blender_addon.camera_phrases import camera_path_from_phrase as from_phrase
+    from blender_addon.core.camera_phrases import camera_path_from_phrase as from_phrase
 
     return from_phrase(phrase, *args, **kwargs)
 
@@ -74,7 +74,7 @@ def frames_without_character(camera_path: CameraPath) -> dict[int, str]:
     frame 0 (camera_rigs.DEFAULT_SUBJECT_BOX, around the character frame's origin) lies behind the
     camera, projects wholly outside the image by more than the image's own size (so a character
     walking a few metres stays counted as seen), or covers less than one pixel (too far)."""
-    from blender_addon.camera_rigs import DEFAULT_SUBJECT_BOX
+    from blender_addon.core.camera_rigs import DEFAULT_SUBJECT_BOX
 
     low, high = DEFAULT_SUBJECT_BOX
     corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from blender_addon.camera_path import camera_path_to_dict
-from blender_addon.clip_renderer.appearance import random_betas
-from blender_addon.clip_renderer.clip_views import benchmark_views, clip_views, subject_box
+from blender_addon.core.camera_path import camera_path_to_dict
+from blender_addon.core.appearance import random_betas
+from blender_addon.core.clip_views import benchmark_views, clip_views, subject_box
 from dimo_engine.errors import InputError
 
 SPLITS = ("train", "test")

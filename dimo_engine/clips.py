@@ -50,7 +50,7 @@ class ClipView:
 
     @cached_property
     def camera(self):
-        from blender_addon.camera_path import load_camera_path
+        from blender_addon.core.camera_path import load_camera_path
 
         return load_camera_path(self.folder / "camera.json")
 
@@ -186,7 +186,7 @@ def _view_problems(folder: Path, clip: str, num_frames: int, width: int, height:
     if not camera_file.is_file():
         problems.append(f"clip {clip}: {camera_file} is missing; {_RERENDER}.")
     else:
-        from blender_addon.camera_path import load_camera_path
+        from blender_addon.core.camera_path import load_camera_path
 
         try:
             camera = load_camera_path(camera_file)

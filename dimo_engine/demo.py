@@ -151,8 +151,8 @@ def choose_motion(seed: int) -> tuple[str, int]:
 def orbit_camera(joints: np.ndarray, num_frames: int, fps: float, width: int, height: int):
     """The phrase's camera, aimed at the middle of what the person covers and backed off just far enough
     that the person (joints (F, 52, 3), each frame seen by that frame's camera) stays in the image."""
-    from blender_addon.camera_rigs import framing_extent
-    from blender_addon.clip_renderer.clip_views import subject_box
+    from blender_addon.core.camera_rigs import framing_extent
+    from blender_addon.core.clip_views import subject_box
     from dimo_engine.camera import camera_path_from_phrase
 
     low, high = subject_box(joints, margin=0.0)
@@ -172,7 +172,7 @@ def orbit_camera(joints: np.ndarray, num_frames: int, fps: float, width: int, he
 def plan_demo_clips(pipe, num_frames: int, seed: int, body_model):
     """Two test-split clips of one motion: 0 = the driving character from a phone-like driving view; 1 =
     another character (its own appearance and body shape) from the reference still and the orbit camera."""
-    from blender_addon.camera_rigs import RigView
+    from blender_addon.core.camera_rigs import RigView
     from dimo_engine.clip_plan import RenderSettings, plan_clip
     from dimo_engine.generation import retime
 

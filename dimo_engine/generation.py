@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from blender_addon.camera_path import camera_fits_motion
+from blender_addon.core.camera_path import camera_fits_motion
 from dimo_engine.camera import CameraPath
 from dimo_engine.driving import (
     BACKGROUND,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from blender_addon.camera_rigs import look_at
+from blender_addon.core.camera_rigs import look_at
 
 BODY_CENTRE = (0.0, 0.0, 0.9)  # where every fixture camera looks, metres in the character frame
 

@@ -59,8 +59,8 @@ def test_the_ranges_it_names_are_the_ones_the_engine_accepts(tmp_path, end):
 @pytest.mark.parametrize("camera_fps", [12.0, 24.0, 25.0, 30.0, 60.0, 8.0])
 @pytest.mark.parametrize("motion", [2, 17, 24, 600])
 def test_the_fitting_frame_count_is_accepted_by_conform_camera(camera_fps, motion):
-    from blender_addon.camera_path import camera_fits_motion, camera_frames_for_motion
-    from blender_addon.camera_rigs import static_view
+    from blender_addon.core.camera_path import camera_fits_motion, camera_frames_for_motion
+    from blender_addon.core.camera_rigs import static_view
     from dimo_engine.errors import InputError
     from dimo_engine.generation import conform_camera
 

@@ -115,7 +115,7 @@ def test_camera_from_phrase_keys_a_camera_that_exports_back_to_the_phrase(tmp_pa
     import bpy
 
     from blender_addon.camera_export import export_camera_path, render_size, scene_fps
-    from blender_addon.camera_phrases import camera_path_from_phrase
+    from blender_addon.core.camera_phrases import camera_path_from_phrase
 
     scene = make_shot(tmp_path, frame_end=12)
     scene.frame_start = 3

@@ -10,7 +10,7 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Euler, Matrix, Vector
 
 from blender_addon.camera_export import export_camera_path, import_camera_path
-from blender_addon.camera_path import CameraPath, load_camera_path, save_camera_path
+from blender_addon.core.camera_path import CameraPath, load_camera_path, save_camera_path
 
 pytestmark = pytest.mark.blender
 

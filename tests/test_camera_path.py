@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from blender_addon.camera_path import (
+from blender_addon.core.camera_path import (
     CameraPath,
     CameraPathError,
     camera_path_from_dict,

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from blender_addon.camera_path import load_camera_path, validate_camera_path
-from blender_addon.camera_phrases import GRAMMAR, PhraseMove, camera_path_from_phrase, parse_camera_phrase
+from blender_addon.core.camera_path import load_camera_path, validate_camera_path
+from blender_addon.core.camera_phrases import GRAMMAR, PhraseMove, camera_path_from_phrase, parse_camera_phrase
 
 TARGET = np.array([0.0, 0.0, 0.95])
 

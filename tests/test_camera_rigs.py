@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from blender_addon.camera_path import validate_camera_path
-from blender_addon.camera_rigs import (
+from blender_addon.core.camera_path import validate_camera_path
+from blender_addon.core.camera_rigs import (
     DEFAULT_SUBJECT_BOX,
     MOVES,
     box_corners,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from blender_addon.camera_path import CameraPath
-from blender_addon.camera_rigs import intrinsics_from_fov, look_at
+from blender_addon.core.camera_path import CameraPath
+from blender_addon.core.camera_rigs import intrinsics_from_fov, look_at
 from dimo_engine.character_layer import crop_boxes, paste_crops, smooth_boxes, splat, target_boxes
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
@@ -288,8 +288,8 @@ def test_a_service_job_with_the_default_models_pipeline_returns_rgba_layer_frame
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from blender_addon.camera_path import camera_path_to_dict
-    from blender_addon.camera_rigs import static_view
+    from blender_addon.core.camera_path import camera_path_to_dict
+    from blender_addon.core.camera_rigs import static_view
     from dimo_engine.server import JobRunner, create_app
     from dimo_engine.video_io import write_video
     from tests.test_server import AUTH, TOKEN, job_files, wait_for

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blender_addon.camera_rigs import static_view
+from blender_addon.core.camera_rigs import static_view
 from dimo_engine.camera import camera_path_to_dict, load_camera_path, save_camera_path
 from dimo_engine.cli.main import main
 from dimo_engine.pipelines import create_random_pipeline

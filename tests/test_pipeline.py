@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from blender_addon.camera_path import CameraPath
-from blender_addon.camera_rigs import intrinsics_from_fov, look_at
+from blender_addon.core.camera_path import CameraPath
+from blender_addon.core.camera_rigs import intrinsics_from_fov, look_at
 from dimo_engine.errors import InputError
 from dimo_engine.pipelines import DiMoPipeline, MotionTokens, create_random_pipeline, load_pipeline
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from blender_addon.camera_rigs import look_at
-from blender_addon.camera_rigs import static_view
+from blender_addon.core.camera_rigs import look_at
+from blender_addon.core.camera_rigs import static_view
 from dimo_engine.camera import (
     camera_path_plucker_rays,
     check_character_in_view,

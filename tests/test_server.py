@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from PIL import Image
 
-from blender_addon.camera_rigs import static_view
+from blender_addon.core.camera_rigs import static_view
 from dimo_engine.camera import camera_path_to_dict
 from dimo_engine.pipelines import create_random_pipeline
 from dimo_engine.server import JobRunner, Limits, create_app

@@ -2,7 +2,7 @@
 still views and moving cameras, and are scored against the renders of the same motion from those cameras.
 
 Test clips come from `dimo render-clips --split test --layout benchmark` (unseen motions and appearances; views
-laid out by `blender_addon.clip_renderer.clip_views.benchmark_views`). Per clip the reference image is the
+laid out by `blender_addon.core.clip_views.benchmark_views`). Per clip the reference image is the
 character at frame 0 from the still front `reference` view; each target view is generated from the driving
 view's first `num_frames` frames and compared with its ground truth:
 

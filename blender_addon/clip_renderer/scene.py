@@ -10,7 +10,7 @@ import math
 import bpy
 import numpy as np
 
-from .appearance import Appearance, kelvin_to_rgb, pattern_mix
+from ..core.appearance import Appearance, kelvin_to_rgb, pattern_mix
 
 COLOUR_ATTRIBUTE = "Col"
 

@@ -16,12 +16,12 @@ import numpy as np
 from mathutils import Matrix, Quaternion
 
 from ..camera_export import character_frame_to_world, import_camera_path
-from ..camera_path import camera_path_to_dict
+from ..core.annotations import person_box, view_annotations
+from ..core.camera_path import camera_path_to_dict
+from ..core.clip_format import CLIP_FORMAT, DATASET_FORMAT, FORMAT_VERSION, ClipWriter, clip_name, write_json_atomic
+from ..core.clip_views import clip_views, subject_box
 from .character import SMPLH_RIG_PROPERTY
-from .clip_views import clip_views, subject_box
-from .annotations import person_box, view_annotations
 from .render import ViewRenderer, configure_render, render_view
-from .writer import CLIP_FORMAT, DATASET_FORMAT, FORMAT_VERSION, ClipWriter, clip_name, write_json_atomic
 
 _SET_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "GREASEPENCIL", "GPENCIL", "CURVES", "POINTCLOUD"}
 _SIDE = {0: re.compile(r"(^|[^a-z])(l|left)([^a-z]|$)|\.l$|_l$|left", re.I), 1: re.compile(r"(^|[^a-z])(r|right)([^a-z]|$)|\.r$|_r$|right", re.I)}

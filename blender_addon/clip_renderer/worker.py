@@ -17,13 +17,13 @@ import bpy
 import numpy as np
 
 from ..camera_export import import_camera_path
-from ..camera_path import camera_path_from_dict, camera_path_to_dict
-from . import appearance as looks
-from .annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, person_box, view_annotations
+from ..core import appearance as looks
+from ..core.annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, person_box, view_annotations
+from ..core.camera_path import camera_path_from_dict, camera_path_to_dict
+from ..core.clip_format import CLIP_FORMAT, FORMAT_VERSION, ClipWriter, is_clip_complete
 from .character import build_character, key_pose
 from .render import ViewRenderer, configure_render, render_view
 from .scene import build_background, build_lights, set_vertex_colours
-from .writer import CLIP_FORMAT, FORMAT_VERSION, ClipWriter, is_clip_complete
 
 def render_clip(plan_dir: str, plan: dict, clip: dict, body: dict) -> float:
     """Build the scene of one planned clip, render all its views and commit the clip folder;

@@ -10,7 +10,7 @@ from ..generation import frame_range
 def camera_from_phrase(scene, phrase: str, anchor_obj):
     """Create the keyed camera for `phrase` over the DiMo frame range; returns the camera object."""
     from ..camera_export import import_camera_path, render_size, scene_fps
-    from ..camera_phrases import camera_path_from_phrase
+    from ..core.camera_phrases import camera_path_from_phrase
 
     if not phrase.strip():
         raise ValueError("The camera phrase is empty; type one, for example 'orbit left 90 degrees'.")

@@ -41,7 +41,7 @@ def _settings(args):
 
 def _write_dataset_record(root: str, settings, body_model_name: str) -> None:
     """Create dataset.json, or check that an existing one was rendered with the same settings."""
-    from blender_addon.clip_renderer.writer import DATASET_FORMAT, FORMAT_VERSION, write_json_atomic
+    from blender_addon.core.clip_format import DATASET_FORMAT, FORMAT_VERSION, write_json_atomic
     from dimo_engine.errors import InputError
 
     path = os.path.join(root, "dataset.json")
@@ -72,7 +72,7 @@ def _body_model_name(body_model) -> str:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from blender_addon.clip_renderer.writer import is_clip_complete
+    from blender_addon.core.clip_format import is_clip_complete
     from dimo_engine.clip_plan import parse_shard, plan_clips, shard_indices, write_plan
     from dimo_engine.body import load_body_model
 

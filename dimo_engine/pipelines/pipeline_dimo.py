@@ -89,7 +89,7 @@ class DenoisingLoopMixin:
     def default_reference_camera(self):
         """The reference image's camera when none is given: a still front view at eye level (azimuth 0,
         elevation 0, the character framed), as the training renders' still views."""
-        from blender_addon.camera_rigs import static_view
+        from blender_addon.core.camera_rigs import static_view
 
         return static_view(0.0, 0.0, 1, float(self.config.fps), int(self.config.width), int(self.config.height), seed=0)
 

@@ -162,7 +162,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     def _hand_boxes(self, joints_2d: torch.Tensor, boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """Hand crop boxes `(T, 2, 4)` from the body encoder's 2D joints (crop units), by the same recipe the clip
         renderer annotates the training hands with."""
-        from blender_addon.clip_renderer.annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, hand_boxes
+        from blender_addon.core.annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, hand_boxes
 
         side = (boxes[:, 2] - boxes[:, 0])[:, None, None]
         pixels = (joints_2d * side + boxes[:, None, :2]).double().numpy()

@@ -1,6 +1,7 @@
-"""Writes one clip of the clip dataset (docs/formats.md) into `<split>/.clip_<index>.partial/`
-and renames it to `<split>/clip_<index>` when complete, so a `clip_*` folder is always whole.
-Numpy and the standard library only (PNG encoded with zlib), so it runs inside Blender too.
+"""The clip dataset format (docs/formats.md): its names and version, and the writer of one clip,
+which fills `<split>/.clip_<index>.partial/` and renames it to `<split>/clip_<index>` when complete,
+so a `clip_*` folder is always whole. Numpy and the standard library only (PNG encoded with zlib),
+so it runs inside Blender and in the engine's planner alike.
 """
 
 from __future__ import annotations

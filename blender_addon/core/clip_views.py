@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import camera_rigs
+from . import camera_rigs
 
 CAMERA_MOVES = ("orbit", "dolly_in", "dolly_out", "crane_up", "crane_down", "handheld",
                 "orbit+dolly_in", "orbit+crane_up", "dolly_out+handheld", "crane_down+orbit", "orbit+handheld")
