@@ -2,33 +2,39 @@
 and bring the generated frames back as image-sequence textures; also renders training clips.
 
 This file only registers. Runs inside Blender's Python: bpy, numpy and the standard library only.
+bpy and the operators are imported inside `register()`, as Blender's bundled add-ons do, so that
+`blender_addon.core` (the bpy-free code the engine shares) imports without loading Blender.
 """
 
-import bpy
 
-from . import engine_process, jobs, operators, preferences, properties, ui
+def _classes() -> tuple:
+    from . import operators, preferences, properties, ui
 
-classes = (
-    *properties.classes,
-    *preferences.classes,
-    *operators.classes,
-    *ui.classes,
-)
-
-_register_classes, _ = bpy.utils.register_classes_factory(classes)
+    return (*properties.classes, *preferences.classes, *operators.classes, *ui.classes)
 
 
 # A second register() or unregister() (a script enabling the add-on twice, a reload) is a no-op, not an error.
 def register():
+    import bpy
+
+    from . import properties
+
+    classes = _classes()
     if all(cls.is_registered for cls in classes):
         return
     if any(cls.is_registered for cls in classes):  # half-registered by an earlier failure: start clean
         unregister()
-    _register_classes()
+    register_classes, _ = bpy.utils.register_classes_factory(classes)
+    register_classes()
     properties.attach()
 
 
 def unregister():
+    import bpy
+
+    from . import engine_process, jobs, properties
+
+    classes = _classes()
     if not any(cls.is_registered for cls in classes):
         return
     jobs.cancel_all()
