@@ -214,7 +214,11 @@ def test_cancel_stops_within_one_denoising_step(service, inputs):
     try:
         answer = client.post("/v1/jobs", headers=AUTH, **job_files(inputs, settings={"num_inference_steps": 40}))
         job_id = answer.json()["job_id"]
-        running = wait_for(client, job_id, condition=lambda s: s["progress"]["step"] >= 2)[-1]
+        first = wait_for(client, job_id, condition=lambda s: s["progress"]["step"] >= 1)[-1]
+        first_at = time.monotonic()
+        running = wait_for(client, job_id, condition=lambda s: s["progress"]["step"] >= first["progress"]["step"] + 2)[-1]
+        # One denoising step as this machine runs it now: the reference the cancel is timed against.
+        seconds_per_step = (time.monotonic() - first_at) / (running["progress"]["step"] - first["progress"]["step"])
         assert running["status"] == "running" and running["progress"]["stage"] == "generating"
         assert running["progress"]["eta_s"] > 0 and running["progress"]["total_steps"] == 80  # 40 steps x 2 windows
         cancelled_at = client.post(f"/v1/jobs/{job_id}/cancel", headers=AUTH).json()["progress"]["step"]
@@ -222,7 +226,8 @@ def test_cancel_stops_within_one_denoising_step(service, inputs):
         final = wait_for(client, job_id, timeout=10)[-1]
         assert final["status"] == "cancelled"
         assert final["progress"]["step"] <= cancelled_at + 1
-        assert time.monotonic() - started < 2.0
+        # The step in flight ends, then the job reports; far less than the 70-odd steps left.
+        assert time.monotonic() - started < 4 * seconds_per_step
         assert final["progress"]["step"] < final["progress"]["total_steps"]
     finally:
         pipe.step_delay = 0.0
