@@ -1,12 +1,16 @@
-"""The extension build: blender_manifest.toml passes the checks of `blender --command extension validate`,
-broken manifests are refused with the field named, and the zip holds only the add-on, installable as a
-package of its own."""
+"""The extension build goes through Blender's own tool (`blender_ext.py` from the bpy wheel): the repository's
+manifest passes its validate, broken manifests are refused with Blender's message naming the field, and the
+zip it builds holds only the add-on, passes validate again, and installs and enables with
+`bpy.ops.extensions.package_install_files` in a throw-away Blender user folder."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -14,57 +18,91 @@ import pytest
 
 from dimo_engine.cli.main import main as dimo_main
 
+pytestmark = pytest.mark.blender  # Blender's extension tool ships in the bpy wheel
+
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED_TOP_LEVEL_IMPORTS = {"bpy", "bpy_extras", "mathutils", "numpy", "addon_utils", "gpu", "bmesh"}
 
 
+@pytest.fixture(scope="module")
 def builder():
+    """The builder the `dimo build-extension` command runs (loaded by file path, as that command does)."""
     from dimo_engine.cli.build_extension import _builder
 
     return _builder()
 
 
-def test_repository_manifest_is_valid():
-    manifest = builder().load_manifest(REPO / "blender_manifest.toml")
+def test_the_tool_is_blenders_own_from_the_bpy_wheel(builder):
+    script = builder.blender_ext_script()
+    assert script.name == "blender_ext.py" and script.is_file()
+    assert script.parts[-5:] == ("scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
+    assert "bpy" in script.parts
+
+
+def test_repository_manifest_passes_blenders_validate(builder):
+    manifest = builder.load_manifest(REPO / "blender_manifest.toml")
     assert manifest["type"] == "add-on" and manifest["id"] == "dimo_previs"
-    assert len(manifest["tagline"]) <= 64
     assert set(manifest["permissions"]) == {"files", "network"}
 
 
-@pytest.mark.parametrize(
-    "change, expected",
-    [
-        ({"tagline": "x" * 65}, "'tagline' is 65 characters long"),
-        ({"tagline": "Re-enact motion."}, "'tagline' must not end with punctuation"),
-        ({"blender_version_min": "4.1.0"}, "older than 4.2.0"),
-        ({"license": ["GPL-3.0"]}, "must be an SPDX identifier"),
-        ({"id": "dimo-previs"}, "must be a Python identifier"),
-        ({"version": "1.0"}, "must be a semantic version"),
-        ({"type": "addon"}, "'type' = 'addon'"),
-        ({"permissions": {"network": "Talks to the engine."}}, "'permissions.network' must not end with punctuation"),
-        ({"permissions": {"internet": "Talks to the engine"}}, "permission 'internet' is unknown"),
-        ({"maintainer": None}, "'maintainer' is missing"),
-    ],
-)
-def test_broken_manifests_are_refused_naming_the_field(change, expected):
-    import tomllib
-
+def _broken_manifest(tmp_path: Path, change: dict) -> Path:
     manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text())
     for key, value in change.items():
         if value is None:
             del manifest[key]
         else:
             manifest[key] = value
-    problems = builder().manifest_problems(manifest)
-    assert any(expected in problem for problem in problems), problems
+    lines = []
+    tables = {key: value for key, value in manifest.items() if isinstance(value, dict)}
+    for key, value in manifest.items():
+        if key not in tables:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    path = tmp_path / "blender_manifest.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"tagline": "x" * 65}, 'key "tagline" invalid: a value no longer than 64 characters expected'),
+        ({"tagline": "Re-enact motion."}, 'key "tagline" invalid: alphanumeric suffix expected'),
+        ({"id": "dimo-previs"}, 'key "id" invalid'),
+        ({"version": "1.0"}, 'key "version" invalid: to be a semantic-version'),
+        ({"type": "addon"}, 'key "type" invalid'),
+        ({"blender_version_min": "four"}, 'key "blender_version_min" invalid'),
+        ({"permissions": {"network": "Talks to the engine."}}, 'value of "network": alphanumeric suffix expected'),
+        ({"permissions": {"internet": "Talks to the engine"}}, 'value of "internet" must be a value in'),
+        ({"tags": ["Cameras"]}, 'found invalid tag "Cameras"'),  # Blender's own tag list, as its CLI uses
+        ({"maintainer": None}, 'missing "maintainer"'),
+    ],
+)
+def test_broken_manifests_are_refused_with_blenders_message(builder, tmp_path, change, expected):
+    path = _broken_manifest(tmp_path, change)
+    with pytest.raises(builder.ManifestError) as refused:
+        builder.load_manifest(path)
+    assert expected in str(refused.value), refused.value
+    assert str(path) in str(refused.value)  # the file a person edits, not the staged copy
+    assert "dimo-extension-" not in str(refused.value)
 
 
 def test_cli_refuses_a_broken_manifest_with_exit_code_2(tmp_path, capsys):
-    manifest = tmp_path / "blender_manifest.toml"
-    manifest.write_text((REPO / "blender_manifest.toml").read_text().replace('blender_version_min = "4.2.0"', 'blender_version_min = "3.6.0"'))
+    manifest = _broken_manifest(tmp_path, {"tagline": "Re-enact motion."})
     assert dimo_main(["build-extension", "--manifest", str(manifest), "--output-dir", str(tmp_path)]) == 2
-    assert "older than 4.2.0" in capsys.readouterr().err
-    assert not list(tmp_path.glob("*.zip"))
+    error = capsys.readouterr().err
+    assert "Blender's extension build refused it" in error and 'key "tagline" invalid' in error, error
+    assert not list(tmp_path.glob("*.zip")) and not list(tmp_path.glob(".*.zip"))
+    assert dimo_main(["build-extension", "--manifest", str(manifest), "--validate-only"]) == 2
+    assert "Blender's extension validate refused it" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_no_python_package_is_refused(builder, tmp_path):
+    (tmp_path / "empty_addon").mkdir()
+    with pytest.raises(builder.ManifestError, match='missing "__init__.*" file'):
+        builder.build_extension(tmp_path / "out", REPO / "blender_manifest.toml", tmp_path / "empty_addon")
 
 
 def _imported_modules(source: str) -> set[str]:
@@ -77,10 +115,27 @@ def _imported_modules(source: str) -> set[str]:
     return modules
 
 
-@pytest.mark.blender
-def test_zip_holds_only_the_addon_and_installs_as_its_own_package(tmp_path):
+INSTALL_AND_ENABLE = """
+import sys, bpy, addon_utils
+zip_path, user_dir = sys.argv[1], sys.argv[2]
+repo = next(repo for repo in bpy.context.preferences.extensions.repos if repo.module == "user_default")
+assert repo.directory.startswith(user_dir), repo.directory  # a throw-away user folder, nothing else touched
+assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True) == {"FINISHED"}
+module = "bl_ext.user_default.dimo_previs"
+assert module in bpy.context.preferences.addons, list(bpy.context.preferences.addons.keys())
+assert bpy.context.preferences.addons[module].preferences is not None  # preferences under the package's name
+assert hasattr(bpy.types.Scene, "dimo") and hasattr(bpy.types, "DIMO_PT_main")
+addon_utils.disable(module, default_set=True)
+assert not hasattr(bpy.types.Scene, "dimo") and not hasattr(bpy.types, "DIMO_PT_main")
+print("installed", repo.directory)
+"""
+
+
+def test_the_built_zip_validates_holds_only_the_addon_and_installs_and_enables(builder, tmp_path):
     assert dimo_main(["build-extension", "--output-dir", str(tmp_path)]) == 0
     archive_path = tmp_path / "dimo_previs-0.1.0.zip"
+    assert "Success" in builder.validate(archive_path)  # Blender's validate, on the archive itself
+
     with zipfile.ZipFile(archive_path) as archive:
         names = archive.namelist()
         archive.extractall(tmp_path / "dimo_previs")
@@ -95,12 +150,14 @@ def test_zip_holds_only_the_addon_and_installs_as_its_own_package(tmp_path):
         if name.endswith(".py"):
             foreign = _imported_modules((tmp_path / "dimo_previs" / name).read_text()) - ALLOWED_TOP_LEVEL_IMPORTS
             assert not foreign - set(sys.stdlib_module_names), f"{name} imports {foreign - set(sys.stdlib_module_names)}"
-    # Installed under its own name (as Blender does, bl_ext.<repo>.dimo_previs), it registers and unregisters.
-    script = (
-        "import sys, bpy; sys.path.insert(0, sys.argv[1]); import dimo_previs as addon; addon.register();"
-        "assert bpy.types.Scene.dimo and hasattr(bpy.types, 'DIMO_PT_main');"
-        "assert addon.preferences.DIMO_AP_preferences.bl_idname == 'dimo_previs';"
-        "addon.unregister(); assert not hasattr(bpy.types.Scene, 'dimo'); print('ok')"
-    )
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
+
+    # Installed the way Blender installs a downloaded extension, into a user folder made for this test.
+    user_dir = tmp_path / "blender_user"
+    environment = {**os.environ, "BLENDER_USER_RESOURCES": str(user_dir)}
+    for kind in ("CONFIG", "SCRIPTS", "EXTENSIONS", "DATAFILES"):
+        environment[f"BLENDER_USER_{kind}"] = str(user_dir / kind.lower())
+    result = subprocess.run([sys.executable, "-c", INSTALL_AND_ENABLE, str(archive_path), str(user_dir)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment)
+    assert result.returncode == 0 and "installed" in result.stdout, result.stdout + result.stderr
+    installed = user_dir / "extensions" / "user_default" / "dimo_previs"
+    assert (installed / "__init__.py").is_file() and (installed / "blender_manifest.toml").is_file()

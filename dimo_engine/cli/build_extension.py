@@ -1,7 +1,7 @@
 """`dimo build-extension`: validate blender_manifest.toml and zip the Blender extension (add-on only).
 
-The builder lives with the add-on (`blender_addon/build_extension.py`, standard library only); it is
-loaded by file path so this command needs neither bpy nor torch.
+The builder lives with the add-on (`blender_addon/build_extension.py`) and runs Blender's own extension tool
+from the bpy wheel; it is loaded by file path so this command imports neither bpy nor torch.
 """
 
 from __future__ import annotations
