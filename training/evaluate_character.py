@@ -99,8 +99,39 @@ def encoder_report(pipe, test_root, train_cache: str | None = None) -> dict:
     return report
 
 
-def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0) -> dict:
-    """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures."""
+MOTION_SOURCES = ("encoded", "true_travel", "true_anchors")
+
+
+def with_true_anchors(motion, joints: torch.Tensor, source: str):
+    """The error decomposition: `motion` with its anchors replaced, keeping the encoder's learned features.
+
+    "true_travel": the encoded pose (root-relative, turned by its own facing) placed at the true root;
+    "true_anchors": the true joints `(F, J, 3)` (character frame) as the anchors. "encoded" returns `motion` as is.
+    """
+    from dimo_engine.pipelines.pipeline_dimo import MotionTokens
+    from dimo_engine.pipelines.pipeline_dimo_character import token_anchors
+
+    if source == "encoded":
+        return motion
+    body = motion.body.clone()
+    truth = joints[:, :22].to(body)
+    if source == "true_travel":
+        anchors = body[0, :, :, -3:]
+        body[0, :, :, -3:] = anchors - anchors[:, :1] + truth[:, :1]
+    elif source == "true_anchors":
+        body[0, :, :, -3:] = truth
+    else:
+        raise ValueError(f"motion source {source!r} is not one of {MOTION_SOURCES}")
+    hands = motion.hands.clone()
+    hands[0, :, :, -3:] = token_anchors(body[0, :, :, -3:])[:, 22:]
+    return MotionTokens(body, hands)
+
+
+def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0,
+                 motion_source: str = "encoded") -> dict:
+    """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures.
+    `motion_source` other than "encoded" replaces the motion's anchors by the truth (`with_true_anchors`), to
+    measure how much of the error the generator, the pose and the root's travel each cost."""
     from dimo_engine.camera import project_points
     from dimo_engine.driving import encode_driving
     from dimo_engine.generation import GenerationSettings, conform_camera, reenact
@@ -112,6 +143,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
     for clip in clips:
         driving = clip.driving_view.frames()
         motion = encode_driving(pipe, driving, clip.fps)
+        motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
         reference = clip.views["reference"].frames([0])[0]
         anchors = motion.body[0, :, :, -3:].cpu()
         for view in clip.views.values():
@@ -221,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None, help="write a driving | truth | generated sheet here")
     parser.add_argument("--encoder-only", action="store_true")
     parser.add_argument("--max-clips", type=int, default=0)
+    parser.add_argument("--motion-source", choices=MOTION_SOURCES, default="encoded",
+                        help="replace the encoded anchors by the truth (error decomposition)")
     args = parser.parse_args(argv)
     from dimo_engine.cli.model_args import resolve_model_path
 
@@ -231,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.train_cache).is_file():
         report["probe"] = probe_motion(pipe, args.train_cache)
     if not args.encoder_only:
-        report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips)
+        report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips, args.motion_source)
     print(json.dumps(report, indent=1))
     return 0
 
