@@ -1,14 +1,17 @@
 """Entry point of the `dimo` command.
 
-Each subcommand lives in its own module under `dimo_engine.cli` with two functions,
-`add_arguments(parser)` and `run(args) -> int`. Only the chosen subcommand's module is
-imported, so `dimo --help` stays fast and never loads torch.
+Each subcommand lives in its own module with two functions, `add_arguments(parser)` and
+`run(args) -> int`. The engine's own commands are modules under `dimo_engine.cli`, and only the
+chosen one is imported, so `dimo --help` stays fast and never loads torch. Other packages add
+commands through the `dimo.commands` entry-point group (training's train, bench-views, ...: see
+training/commands/), so the engine never imports them; those modules also carry `HELP`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 from dimo_engine.errors import InputError
@@ -23,15 +26,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "contact-sheet": ("contact_sheet", "write a PNG of a rendered clip: views x frames with 2D joints"),
     "make-body": ("make_body", "write the procedural SMPL-H-compatible body model file"),
     "motions": ("motions", "list the procedural motion families and split, or write a motion (procedural or BVH) as .npz"),
-    "train": ("train", "train DiMo on rendered clips (accelerate; configs in training/configs)"),
-    "train-vae": ("train_vae", "train the pipeline's VAE as an autoencoder on rendered clips (first stage from scratch)"),
-    "cache-latents": ("cache_latents", "encode training clips with the VAE once so training never runs the encoder"),
     "camera": ("camera", "write a camera path file from a text phrase such as 'orbit left 90 degrees'"),
     "demo": ("demo", "the main job in one command: render a held-out motion, re-enact it from an orbiting camera, write a sheet"),
-    "probe-conditions": ("probe_conditions", "which conditions a trained model reads: its loss with the reference, motion or control taken away"),
-    "bench-views": ("bench_views", "score DiMo and its baselines on held-out clips from driving, novel and moving views"),
     "build-extension": ("build_extension", "validate blender_manifest.toml and zip the Blender extension (add-on only)"),
 }
+
+
+# Entry-point group through which installed packages add subcommands (name -> command module).
+COMMAND_GROUP = "dimo.commands"
+
+
+def _added_commands() -> dict[str, importlib.metadata.EntryPoint]:
+    """The commands other packages declare in COMMAND_GROUP; the engine's own names win a clash."""
+    return {entry.name: entry for entry in importlib.metadata.entry_points(group=COMMAND_GROUP)
+            if entry.name not in COMMANDS}
 
 
 def _build_parser(command: str | None) -> argparse.ArgumentParser:
@@ -43,16 +51,24 @@ def _build_parser(command: str | None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            module = importlib.import_module(f"dimo_engine.cli.{module_name}")
-            module.add_arguments(sub)
-            sub.set_defaults(_run=module.run)
+            _add_command(sub, importlib.import_module(f"dimo_engine.cli.{module_name}"))
+    for name, entry in _added_commands().items():
+        module = entry.load()
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        if name == command:
+            _add_command(sub, module)
     return parser
+
+
+def _add_command(parser: argparse.ArgumentParser, module) -> None:
+    module.add_arguments(parser)
+    parser.set_defaults(_run=module.run)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = _build_parser(command if command in COMMANDS else None)
+    parser = _build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+HELP = "score DiMo and its baselines on held-out clips from driving, novel and moving views"
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="a dataset rendered with `dimo render-clips --layout benchmark`")

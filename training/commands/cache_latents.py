@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "encode training clips with the VAE once so training never runs the encoder"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from training.train import add_arguments as add_training_arguments

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "which conditions a trained model reads: its loss with the reference, motion or control taken away"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from training.train import add_arguments as add_training_arguments

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+HELP = "train DiMo on rendered clips (accelerate; configs in training/configs)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from training.train import add_arguments as add_training_arguments

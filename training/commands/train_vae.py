@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+HELP = "train the pipeline's VAE as an autoencoder on rendered clips (first stage from scratch)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from training.train_vae import add_arguments as add_vae_arguments
