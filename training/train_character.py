@@ -79,6 +79,9 @@ class CharacterTrainConfig:
     # both
     checkpoint_every: int = 200
     log_every: int = 20
+    # a pipeline folder (e.g. dimo_engine/weights/default) whose encoders and generator start the joint stage, instead
+    # of the encoder stage's checkpoint: to continue training a shipped model
+    init_from: str = ""
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0: no limit
     pause_at_step: int = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
 
@@ -257,7 +260,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
         max_steps = config.appearance_steps
     elif stage == "joint":
         encoders = _checkpoint_path(config, "encoders")
-        if not checkpoint.is_file():
+        if not checkpoint.is_file() and config.init_from:
+            _load_models(pipe, {"models": pipeline_weights(config.init_from)})
+        elif not checkpoint.is_file():
             if not encoders.is_file():
                 raise InputError(f"{encoders} is missing; run the 'encoders' stage first.")
             _load_models(pipe, {"models": {k: v for k, v in torch.load(encoders, weights_only=False)["models"].items()
@@ -332,6 +337,16 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     if stage in ("joint", "appearance") and step >= max_steps:
         export(pipe, out_dir / ("pipeline" if stage == "joint" else "appearance_pipeline"))
     return log[-1] if log else {}
+
+
+def pipeline_weights(folder: str) -> dict[str, dict]:
+    """The trained modules' weights of a pipeline folder: {"body_encoder", "hand_encoder", "generator"} -> state dict."""
+    from dimo_engine.cli.model_args import check_model_folder
+    from dimo_engine.pipelines import load_pipeline
+
+    check_model_folder(Path(folder))
+    pipe = load_pipeline(Path(folder), device="cpu")
+    return {name: getattr(pipe, name).state_dict() for name in ("body_encoder", "hand_encoder", "generator")}
 
 
 def widened_generator(weights: dict, pipe) -> dict:
