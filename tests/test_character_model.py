@@ -288,20 +288,10 @@ def test_a_service_job_with_the_default_models_pipeline_returns_rgba_layer_frame
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from blender_addon.core.camera_path import camera_path_to_dict
-    from blender_addon.core.camera_rigs import static_view
     from dimo_engine.server import JobRunner, create_app
-    from dimo_engine.video_io import write_video
-    from tests.test_server import AUTH, TOKEN, job_files, wait_for
+    from tests.test_server import AUTH, TOKEN, job_files, job_inputs, wait_for
 
-    frames = np.full((12, 64, 48, 3), 25, np.uint8)
-    for index in range(12):
-        frames[index, 8:56, 14 + index:26 + index] = (220, 180, 60)
-    write_video(frames, tmp_path / "drive.mp4", fps=12)
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((40, 40, 3), 140, np.uint8)).save(buffer, format="PNG")
-    inputs = {"driving": (tmp_path / "drive.mp4").read_bytes(), "reference": buffer.getvalue(),
-              "camera": camera_path_to_dict(static_view(30.0, 10.0, 12, 12.0, 64, 48))}
+    inputs = job_inputs(tmp_path, 64, 64, 48)
     runner = JobRunner(pipe, tmp_path / "work")
     try:
         with TestClient(create_app(runner, TOKEN)) as client:

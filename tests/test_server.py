@@ -52,17 +52,22 @@ class CountingPipeline:
         return self._pipe(*args, callback_on_step_end=slowed, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inputs")
-    frames = np.full((12, 40, 48, 3), 25, np.uint8)
+def job_inputs(folder, video_height: int, camera_width: int, camera_height: int) -> dict:
+    """A job's files: a 12-frame driving video of a bar moving right (`video_height` x 48), a flat reference PNG
+    and a static 12-frame camera path of `camera_width` x `camera_height`."""
+    frames = np.full((12, video_height, 48, 3), 25, np.uint8)
     for index in range(12):
-        frames[index, 8:36, 10 + index : 22 + index] = (220, 180, 60)
+        frames[index, 8:video_height - 4, 10 + index : 22 + index] = (220, 180, 60)
     write_video(frames, folder / "drive.mp4", fps=12)
     buffer = io.BytesIO()
     Image.fromarray(np.full((40, 40, 3), 140, np.uint8)).save(buffer, format="PNG")
-    camera = camera_path_to_dict(static_view(30.0, 10.0, 12, 12.0, 64, 64))
-    return {"driving": (folder / "drive.mp4").read_bytes(), "reference": buffer.getvalue(), "camera": camera,
+    camera = camera_path_to_dict(static_view(30.0, 10.0, 12, 12.0, camera_width, camera_height))
+    return {"driving": (folder / "drive.mp4").read_bytes(), "reference": buffer.getvalue(), "camera": camera}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return {**job_inputs(tmp_path_factory.mktemp("inputs"), 40, 64, 64),
             "still": camera_path_to_dict(static_view(0.0, 0.0, 1, 12.0, 64, 64))}
 
 
