@@ -45,6 +45,7 @@ from training.losses import annealed_weight
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("encoders", "joint", "appearance")
+TRAINED_MODULES = ("body_encoder", "hand_encoder", "generator")
 
 
 @dataclasses.dataclass
@@ -224,7 +225,7 @@ def _checkpoint_path(config: CharacterTrainConfig, stage: str) -> Path:
 
 def _save_checkpoint(path: Path, pipe, optimizer, step: int, log: list) -> None:
     state = {"step": step, "optimizer": optimizer.state_dict(), "log": log,
-             "models": {name: getattr(pipe, name).state_dict() for name in ("body_encoder", "hand_encoder", "generator")}}
+             "models": module_weights(pipe)}
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     torch.save(state, partial)
     os.replace(partial, path)
@@ -345,8 +346,12 @@ def pipeline_weights(folder: str) -> dict[str, dict]:
     from dimo_engine.pipelines import load_pipeline
 
     check_model_folder(Path(folder))
-    pipe = load_pipeline(Path(folder), device="cpu")
-    return {name: getattr(pipe, name).state_dict() for name in ("body_encoder", "hand_encoder", "generator")}
+    return module_weights(load_pipeline(Path(folder), device="cpu"))
+
+
+def module_weights(pipe) -> dict[str, dict]:
+    """The state dicts of a pipeline's trained modules (TRAINED_MODULES), by name."""
+    return {name: getattr(pipe, name).state_dict() for name in TRAINED_MODULES}
 
 
 def widened_generator(weights: dict, pipe) -> dict:
