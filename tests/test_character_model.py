@@ -204,6 +204,23 @@ def test_joint_stage_needs_the_encoder_stage_and_configs_refuse_unknown_keys(cli
         CharacterTrainConfig.load("character-default", {"encoder_stepz": "3"})
 
 
+@pytest.mark.slow
+def test_init_from_starts_the_joint_stage_from_a_pipeline_folder_without_the_encoder_stage(clips, tmp_path):
+    from training.train_character import module_weights, train_stage
+
+    shipped = create_character_pipeline(seed=5)  # not the seed train_stage starts from
+    save_pipeline(shipped, tmp_path / "shipped")
+    # At learning rate 0 a step leaves every weight where it started: the folder's, not a fresh model's.
+    train_stage(_config(clips, tmp_path / "run", joint_steps=1, generator_lr=0, joint_encoder_lr=0,
+                        init_from=tmp_path / "shipped"), "joint")
+    trained = torch.load(tmp_path / "run" / "joint_checkpoint.pt", weights_only=False)["models"]
+    for name, weights in module_weights(shipped).items():
+        for key, value in weights.items():
+            torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
+    with pytest.raises(InputError, match="model_index.json"):
+        train_stage(_config(clips, tmp_path / "other", joint_steps=1, init_from=tmp_path / "missing"), "joint")
+
+
 def test_root_travel_comes_from_the_clips_2d_track_whatever_the_distance_heads_bias():
     from dimo_engine.models.anchored_motion_encoder import root_from_track
 
