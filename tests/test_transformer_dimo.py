@@ -1,10 +1,14 @@
 """DiMo transformer: built from a tiny Wan checkpoint it equals Wan; motion and camera inputs train and steer it."""
 
 import torch
+import torch.nn.functional as F
 from diffusers import WanTransformer3DModel
+from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+from einops import rearrange
 
 from dimo_engine.errors import InputError
 from dimo_engine.models import DiMoTransformer3DModel
+from dimo_engine.models.transformer_dimo import MotionAttnProcessor
 
 import pytest
 
@@ -103,3 +107,53 @@ def test_drop_motion_and_clear_errors():
         dimo(x["latents"], torch.tensor([1.0]), camera_rays=torch.randn(1, 6, 5, 16, 16))
     with pytest.raises(InputError, match="pixels"):
         dimo(x["latents"], torch.tensor([1.0]), camera_rays=torch.randn(1, 6, 9, 8, 8))
+
+
+class PlainMotionAttention:
+    """The motion cross-attention written out with torch's own attention, as the model computed it before it went
+    through diffusers' processors; counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None):
+        self.calls += 1
+        frames = encoder_hidden_states.shape[1]
+        query = attn.q_rms(rearrange(attn.to_q(attn.norm_q(hidden_states)), "b (t s) (h d) -> (b t) h s d",
+                                     t=frames, h=attn.heads))
+        motion = attn.norm_kv(encoder_hidden_states)
+        key = attn.k_rms(rearrange(attn.to_k(motion), "b t m (h d) -> (b t) h m d", h=attn.heads))
+        value = rearrange(attn.to_v(motion), "b t m (h d) -> (b t) h m d", h=attn.heads)
+        attended = F.scaled_dot_product_attention(query, key, value)
+        return attn.to_out(rearrange(attended, "(b t) h s d -> b (t s) (h d)", t=frames))
+
+
+def test_motion_cross_attention_is_a_diffusers_attention_module_whose_processor_can_be_swapped():
+    torch.manual_seed(0)
+    dimo = DiMoTransformer3DModel(**TINY_WAN, motion_dim=8, camera_unshuffle=2).eval()
+    for block in dimo.motion_blocks:  # non-zero so the motion branch shows in the output
+        torch.nn.init.normal_(block.to_out.weight, std=0.1)
+    processors = dimo.attn_processors
+    motion_names = [name for name in processors if name.startswith("motion_blocks.")]
+    assert motion_names == [f"motion_blocks.{i}.processor" for i in range(len(dimo.motion_blocks))]
+    assert all(isinstance(processors[name], MotionAttnProcessor) for name in motion_names)
+    assert any(isinstance(processor, WanAttnProcessor) for processor in processors.values())
+
+    x = _inputs()
+    t = torch.tensor([300.0])
+
+    def run():
+        with torch.no_grad():
+            return dimo(x["latents"], t, motion_tokens=x["motion"], camera_rays=x["rays"],
+                        reference_latents=x["reference"], reference_rays=x["reference_rays"]).sample
+
+    through_dispatch = run()
+    plain = PlainMotionAttention()
+    dimo.set_attn_processor({name: plain if name in motion_names else processor
+                             for name, processor in processors.items()})
+    assert all(dimo.attn_processors[name] is plain for name in motion_names)
+    written_out = run()
+    assert plain.calls == len(dimo.motion_blocks)
+    torch.testing.assert_close(through_dispatch, written_out, rtol=0, atol=1e-6)
+    assert (through_dispatch - dimo(x["latents"], t, camera_rays=x["rays"], reference_latents=x["reference"],
+                                    reference_rays=x["reference_rays"], use_motion=False).sample).abs().max() > 1e-4

@@ -4,7 +4,8 @@ reference frame.
 What is new over `WanTransformer3DModel` (whose module names are kept so `from_wan` copies weights 1:1):
 - `motion_blocks`: after every N-th Wan block, a residual cross-attention from each latent frame to the motion
   tokens of its own video frames (temporally aligned, like diffusers' Wan-Animate face adapter), output
-  projection zero-initialised;
+  projection zero-initialised; a diffusers attention module whose processor (`MotionAttnProcessor`) calls
+  `dispatch_attention_fn`, so `attn_processors`, `set_attn_processor` and attention backends reach it;
 - `camera_embedding`: Plücker rays packed 4 frames per latent frame, pixel-unshuffled to latent resolution and
   added to the patch tokens through a zero-initialised Conv3d;
 - the reference image's latent as an extra clean frame (timestep 0) in front of the video, with its own rays;
@@ -23,15 +24,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.normalization import FP32LayerNorm
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin, AttentionModuleMixin
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import (
     WanRotaryPosEmbed,
     WanTimeTextImageEmbedding,
     WanTransformer3DModel,
     WanTransformerBlock,
 )
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, apply_lora_scale
 from einops import rearrange
 from torch import nn
 
@@ -53,12 +57,52 @@ class DiMoTransformerOutput(BaseOutput):
     sample: torch.Tensor
 
 
-class MotionCrossAttention(nn.Module):
-    """Each latent frame's patch tokens attend to the motion tokens of the video frames folded into it."""
+class MotionAttnProcessor:
+    """Motion cross-attention through diffusers' `dispatch_attention_fn`, so attention backends apply to it: each
+    latent frame's patch tokens attend only to the motion tokens of the video frames folded into it (the frame axis
+    joins the batch axis)."""
 
-    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6):
+    _attention_backend = None
+    _parallel_config = None
+
+    def __call__(
+        self,
+        attn: "MotionCrossAttention",
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """hidden_states `(B, T*S, dim)` frame-major; encoder_hidden_states: motion keys `(B, T, M, dim)` ->
+        residual `(B, T*S, dim)`."""
+        num_latent_frames = encoder_hidden_states.shape[1]
+        query = rearrange(attn.to_q(attn.norm_q(hidden_states)), "b (t s) (h d) -> (b t) s h d",
+                          t=num_latent_frames, h=attn.heads)
+        query = attn.q_rms(query)
+        motion = attn.norm_kv(encoder_hidden_states)
+        key = attn.k_rms(rearrange(attn.to_k(motion), "b t m (h d) -> (b t) m h d", h=attn.heads))
+        value = rearrange(attn.to_v(motion), "b t m (h d) -> (b t) m h d", h=attn.heads)
+        attended = dispatch_attention_fn(
+            query, key.to(query.dtype), value.to(query.dtype), attn_mask=attention_mask,
+            backend=self._attention_backend, parallel_config=None,
+        )  # ((B*T), S, heads, head_dim)
+        attended = rearrange(attended, "(b t) s h d -> b (t s) (h d)", t=num_latent_frames)
+        return attn.to_out(attended)
+
+
+class MotionCrossAttention(nn.Module, AttentionModuleMixin):
+    """Each latent frame's patch tokens attend to the motion tokens of the video frames folded into it.
+
+    A diffusers attention module: the work is its processor's (`MotionAttnProcessor` by default), so the model's
+    `attn_processors` / `set_attn_processor` and `set_attention_backend` reach it as they reach Wan's own attention.
+    """
+
+    _default_processor_cls = MotionAttnProcessor
+    _available_processors = [MotionAttnProcessor]
+    _supports_qkv_fusion = False  # queries and keys read different streams, each with its own norm
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6, processor=None):
         super().__init__()
-        self.num_heads = num_heads
+        self.heads = num_heads
         self.norm_q = nn.LayerNorm(dim, eps, elementwise_affine=False)
         self.norm_kv = nn.LayerNorm(dim, eps, elementwise_affine=False)
         self.to_q = nn.Linear(dim, dim)
@@ -68,27 +112,27 @@ class MotionCrossAttention(nn.Module):
         self.k_rms = nn.RMSNorm(dim // num_heads, eps=eps)
         self.to_out = nn.Linear(dim, dim)
         self.zero_init()
+        self.set_processor(processor if processor is not None else self._default_processor_cls())
 
     def zero_init(self):
         """Zero the output projection so a fresh block adds nothing (the backbone starts unchanged)."""
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
-    def forward(self, hidden_states: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """hidden_states `(B, T*S, dim)` frame-major; motion `(B, T, M, dim)` -> residual `(B, T*S, dim)`."""
-        num_latent_frames = motion.shape[1]
-        query = self.q_rms(rearrange(self.to_q(self.norm_q(hidden_states)), "b (t s) (h d) -> (b t) h s d",
-                                     t=num_latent_frames, h=self.num_heads))
-        motion = self.norm_kv(motion)
-        key = self.k_rms(rearrange(self.to_k(motion), "b t m (h d) -> (b t) h m d", h=self.num_heads))
-        value = rearrange(self.to_v(motion), "b t m (h d) -> (b t) h m d", h=self.num_heads)
-        attended = F.scaled_dot_product_attention(query, key.to(query.dtype), value.to(query.dtype))
-        attended = rearrange(attended, "(b t) h s d -> b (t s) (h d)", t=num_latent_frames)
-        return self.to_out(attended)
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """hidden_states `(B, T*S, dim)` frame-major; encoder_hidden_states: motion `(B, T, M, dim)` -> residual
+        `(B, T*S, dim)`."""
+        return self.processor(self, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
 
 
-class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
+class DiMoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, AttentionMixin):
     """Wan DiT with motion tokens, target cameras and a reference frame (see the module docstring).
+
+    Wan's mixins where they apply: `PeftAdapterMixin` (LoRA, scaled by `attention_kwargs={"scale": ...}`) and
+    `AttentionMixin` (`attn_processors` lists Wan's attention and the motion cross-attention). Not Wan's
+    `CacheMixin` (block caches would skip Wan blocks but not the motion residuals between them) nor
+    `FromOriginalModelMixin` (there is no original-format DiMo checkpoint).
 
     New config entries: `motion_dim` (width of the encoders' tokens), `motion_every_n_blocks`,
     `temporal_factor` (video frames per latent frame, the VAE's), `camera_unshuffle` (rays are given at
@@ -243,6 +287,7 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         packed = rearrange(packed, "b c t (h r1) (w r2) -> b (c r1 r2) t h w", r1=r, r2=r)
         return self.control_embedding(packed.to(self.control_embedding.weight.dtype)).flatten(2).transpose(1, 2)
 
+    @apply_lora_scale("attention_kwargs")
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -255,6 +300,7 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
         use_motion: bool = True,
         return_dict: bool = True,
         control_maps: torch.Tensor | None = None,
+        attention_kwargs: dict | None = None,
     ):
         """One DiT evaluation (what the pipeline's loop and training's loss call).
 
@@ -271,6 +317,7 @@ class DiMoTransformer3DModel(ModelMixin, ConfigMixin):
             use_motion: False skips the motion branch entirely (benchmarks, backbone checks).
             control_maps: a baseline's pixel-aligned control `(B, control_channels, num_frames, H*r, W*r)`; only for
                 models built with `control_channels` > 0 (None: no control).
+            attention_kwargs: as Wan's: `{"scale": s}` scales loaded LoRA adapters.
         """
         cfg = self.config
         batch, _, num_latent_frames, height, width = hidden_states.shape
