@@ -129,7 +129,8 @@ def reenact(
 ) -> list[np.ndarray]:
     """Generate every camera's video; returns per camera frames (T, H, W, 3) float in [0, 1].
 
-    `cameras` must already have the motion's T frames (see `conform_camera`).
+    `cameras` must already have the motion's T frames (see `conform_camera`). The reference is encoded once
+    (`pipe.encode_reference`) and reused by every window of every camera.
     """
     settings = settings or GenerationSettings()
     total = motion_num_frames(motion)
@@ -152,6 +153,8 @@ def reenact(
     report(0)
     # A pipeline that finds the character by its alpha gets the picture as it is; the others get RGB over grey.
     reference_image = reference if getattr(pipe, "reads_alpha", False) else reference_to_pil(reference)
+    with torch.no_grad():
+        reference_latents = pipe.encode_reference(reference_image)
     results = []
     for camera_index, camera in enumerate(cameras):
         chunks: list[np.ndarray] = []
@@ -175,7 +178,7 @@ def reenact(
             kwargs = {"num_inference_steps": settings.num_inference_steps,
                       "motion_guidance_scale": settings.motion_guidance_scale}
             output = pipe(
-                reference_image,
+                reference_latents=reference_latents,
                 motion=slice_motion(motion, start, start + count, window),
                 target_cameras=target,
                 reference_camera=reference_camera,

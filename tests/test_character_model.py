@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from diffusers.callbacks import PipelineCallback
 
 from blender_addon.core.camera_path import CameraPath
 from blender_addon.core.camera_rigs import intrinsics_from_fov, look_at
@@ -146,6 +147,36 @@ def test_pipeline_refuses_bad_inputs(pipe):
         pipe.encode_driving_clip(np.zeros((1, 32, 32, 3), np.uint8), fps=12.0)
     with pytest.raises(InputError, match="alpha channel is empty"):
         pipe.encode_driving_clip(np.zeros((4, 32, 32, 4), np.uint8), fps=12.0)
+
+
+def test_a_pipeline_callback_gets_the_pipeline_and_the_latents_and_a_precomputed_reference_gives_the_same_frames(pipe):
+    class Recording(PipelineCallback):
+        tensor_inputs = ["latents"]
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            self.calls.append((pipeline, step_index, sorted(callback_kwargs)))
+            return callback_kwargs
+
+    reference = np.zeros((64, 64, 4), np.uint8)
+    reference[16:48, 24:40] = (200, 80, 40, 255)
+    callback = Recording()
+    frames = pipe(reference, motion=_tokens(3), target_cameras=orbit(3), num_inference_steps=2,
+                  generator=torch.Generator().manual_seed(0), callback_on_step_end=callback,
+                  callback_on_step_end_tensor_inputs=[]).frames
+    assert callback.calls == [(pipe, 0, ["latents"]), (pipe, 1, ["latents"])]
+    reference_latents = pipe.encode_reference(reference)
+    assert reference_latents.shape == (1, 4, pipe.config.crop_size, pipe.config.crop_size)
+    again = pipe(reference_latents=reference_latents, motion=_tokens(3), target_cameras=orbit(3), num_inference_steps=2,
+                 generator=torch.Generator().manual_seed(0)).frames
+    np.testing.assert_array_equal(again, frames)
+    with pytest.raises(InputError, match="exactly one of reference_image"):
+        pipe(reference, reference_latents=reference_latents, motion=_tokens(3), target_cameras=orbit(3))
+    with pytest.raises(InputError, match="reference_latents have shape"):
+        pipe(reference_latents=reference_latents[:, :3], motion=_tokens(3), target_cameras=orbit(3))
 
 
 def test_driving_clip_becomes_character_frame_tokens_and_the_folder_round_trips(pipe, tmp_path):

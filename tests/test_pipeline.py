@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from blender_addon.core.camera_path import CameraPath
 from blender_addon.core.camera_rigs import intrinsics_from_fov, look_at
@@ -104,6 +105,58 @@ def test_callback_can_interrupt(pipe, driving):
     out = _generate(pipe, pipe.encode_motion(*driving), orbit(pipe.config.num_frames, 32),
                     callback_on_step_end=stop_after_first)
     assert seen == [0] and out.frames.shape[1] == pipe.config.num_frames
+
+
+def test_precomputed_reference_latents_and_a_per_call_frame_size(pipe, driving):
+    n = pipe.config.num_frames
+    motion = pipe.encode_motion(*driving)
+    reference = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)
+    expected = _generate(pipe, motion, orbit(n, 32)).frames
+    reference_latents = pipe.encode_reference(reference)
+    again = pipe(reference_latents=reference_latents, motion=motion, target_cameras=orbit(n, 32),
+                 reference_camera=orbit(1, 32), num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(again.frames, expected)
+    with pytest.raises(InputError, match="exactly one of reference_image"):
+        _generate(pipe, motion, orbit(n, 32), reference_latents=reference_latents)
+
+    wide = _generate(pipe, motion, orbit(n, 48), height=32, width=48).frames
+    assert wide.shape == (1, n, 32, 48, 3)
+    with pytest.raises(InputError, match="reference_latents have shape"):  # encoded at the other size
+        pipe(reference_latents=reference_latents, motion=motion, target_cameras=orbit(n, 48), height=32, width=48)
+    with pytest.raises(InputError, match="multiples of 16"):
+        _generate(pipe, motion, orbit(n, 32), height=40)
+
+
+class RecordingCallback(PipelineCallback):
+    """A diffusers step callback that records what it is called with and hands the latents back unchanged."""
+
+    tensor_inputs = ["latents"]
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.calls.append((pipeline, step_index, sorted(callback_kwargs), tuple(callback_kwargs["latents"].shape)))
+        return callback_kwargs
+
+
+def test_a_pipeline_callback_gets_the_pipeline_and_its_own_tensor_inputs(pipe, driving):
+    motion = pipe.encode_motion(*driving)
+    camera = orbit(pipe.config.num_frames, 32)
+    first, second = RecordingCallback(), RecordingCallback()
+    # The callbacks' own tensor_inputs win over the argument, as in diffusers' pipelines.
+    with_callbacks = _generate(pipe, motion, camera, callback_on_step_end=MultiPipelineCallbacks([first, second]),
+                               callback_on_step_end_tensor_inputs=[]).frames
+    latent_shape = (1, 4, (pipe.config.num_frames - 1) // 4 + 1, 4, 4)
+    assert first.calls == second.calls == [(pipe, step, ["latents"], latent_shape) for step in range(3)]
+    np.testing.assert_array_equal(with_callbacks, _generate(pipe, motion, camera).frames)
+
+    class AsksForNoise(RecordingCallback):
+        tensor_inputs = ["noise"]
+
+    with pytest.raises(InputError, match="callback_on_step_end_tensor_inputs"):
+        _generate(pipe, motion, camera, callback_on_step_end=AsksForNoise())
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from safetensors.torch import load_file, save_file
 
@@ -74,7 +76,7 @@ class DiMoPipelineOutput(BaseOutput):
 
 class DenoisingLoopMixin:
     """What both DiMo pipelines share around their denoising loops: the interrupt flag a step callback sets, the
-    step count, and the reference image's default camera."""
+    step count, the step callback's tensors, the noise, and the reference image's default camera."""
 
     _interrupt = False
 
@@ -85,6 +87,27 @@ class DenoisingLoopMixin:
     @property
     def num_timesteps(self) -> int:
         return self._num_timesteps
+
+    def callback_tensor_names(self, callback_on_step_end, tensor_inputs) -> list[str]:
+        """The loop's tensors a step callback gets: those a diffusers `PipelineCallback` / `MultiPipelineCallbacks`
+        names in its `tensor_inputs` (as diffusers' pipelines do), else `tensor_inputs`; each must be one of the
+        pipeline's `_callback_tensor_inputs`."""
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            tensor_inputs = callback_on_step_end.tensor_inputs
+        tensor_inputs = list(tensor_inputs or ())
+        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise InputError(f"callback_on_step_end_tensor_inputs: {unknown} are not tensors this pipeline hands to "
+                             f"its step callback; choose from {self._callback_tensor_inputs}.")
+        return tensor_inputs
+
+    @staticmethod
+    def draw_noise(shape, generator, device) -> torch.Tensor:
+        """Float32 Gaussian noise from diffusers' `randn_tensor` (a list of generators seeds each sample), drawn on
+        the generator's device (the CPU without one) so a CPU seed gives the same noise whatever runs the model."""
+        first = generator[0] if isinstance(generator, list) else generator
+        draw_on = first.device if first is not None else torch.device("cpu")
+        return randn_tensor(tuple(shape), generator=generator, device=draw_on, dtype=torch.float32).to(device)
 
     def default_reference_camera(self):
         """The reference image's camera when none is given: a still front view at eye level (azimuth 0,
@@ -135,9 +158,25 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
         check_frame_count(num_frames, self.vae_scale_factor_temporal, what)
 
     def check_inputs(self, reference_image, motion, driving_frames, target_cameras, reference_camera,
-                     num_frames: int, motion_guidance_scale: float, num_inference_steps: int) -> None:
-        if reference_image is None:
-            raise InputError("No reference image was given; pass the character's picture as reference_image.")
+                     num_frames: int, motion_guidance_scale: float, num_inference_steps: int,
+                     reference_latents=None, height: int | None = None, width: int | None = None,
+                     callback_on_step_end=None, callback_on_step_end_tensor_inputs=()) -> list[str]:
+        """InputError for the first bad input; returns the tensor names the step callback gets."""
+        if (reference_image is None) == (reference_latents is None):
+            raise InputError("Give exactly one of reference_image (the character's picture) or reference_latents "
+                             "(from pipe.encode_reference).")
+        height, width = self._frame_size(height, width)
+        multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
+        if height % multiple or width % multiple or not 0 < height <= 4096 or not 0 < width <= 4096:
+            raise InputError(f"height x width is {height} x {width}; give multiples of {multiple} up to 4096.")
+        if reference_latents is not None:
+            latent_size = (height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial)
+            channels = self.transformer.config.in_channels
+            if (reference_latents.ndim != 5 or reference_latents.shape[1] != channels or reference_latents.shape[2] != 1
+                    or tuple(reference_latents.shape[-2:]) != latent_size):
+                raise InputError(f"reference_latents have shape {tuple(reference_latents.shape)}; give (B, {channels}, "
+                                 f"1, {latent_size[0]}, {latent_size[1]}) from pipe.encode_reference at {height} x "
+                                 f"{width}.")
         if (motion is None) == (driving_frames is None):
             raise InputError("Give exactly one of motion (from encode_motion) or driving_frames.")
         if target_cameras is None:
@@ -157,6 +196,12 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
             raise InputError(f"motion_guidance_scale must be from 0 to 30, got {motion_guidance_scale}.")
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        return self.callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
+
+    def _frame_size(self, height: int | None, width: int | None) -> tuple[int, int]:
+        """A call's frame size: the given one, else the pipeline's config."""
+        return (int(self.config.height if height is None else height),
+                int(self.config.width if width is None else width))
 
     # ---- motion ---------------------------------------------------------------------------------------------
 
@@ -235,31 +280,35 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
         mean, std = self._latent_stats(latents.device, self.vae.dtype)
         return self.vae.decode(latents.to(self.vae.dtype) * std + mean, return_dict=False)[0]
 
-    def _reference_pixels(self, reference_image) -> torch.Tensor:
+    def _reference_pixels(self, reference_image, height: int, width: int) -> torch.Tensor:
         if isinstance(reference_image, np.ndarray) and reference_image.dtype == np.uint8:
             reference_image = PIL.Image.fromarray(reference_image[..., :3])
         if isinstance(reference_image, PIL.Image.Image):
             reference_image = reference_image.convert("RGB")
         try:
-            return self.video_processor.preprocess(reference_image, self.config.height, self.config.width)
+            return self.video_processor.preprocess(reference_image, height, width)
         except (ValueError, TypeError) as error:
             raise InputError(f"The reference image could not be read ({error}); give an RGB image.") from None
 
-    def encode_reference(self, reference_image) -> torch.Tensor:
-        """PIL image, uint8 array `(H, W, 3)` or tensor `(B, 3, H, W)` in [0, 1] -> normalised latent
-        `(B, C, 1, h, w)`; resized to the pipeline's height x width first."""
-        pixels = self._reference_pixels(reference_image)  # (B, 3, H, W) in [-1, 1]
+    def encode_reference(self, reference_image, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """The reference as the pipeline encodes it, to pass as `reference_latents` (encode once, generate many
+        windows and cameras): PIL image, uint8 array `(H, W, 3)` or tensor `(B, 3, H, W)` in [0, 1] -> normalised
+        latent `(B, C, 1, h, w)`; resized to height x width (default: the pipeline's) first."""
+        height, width = self._frame_size(height, width)
+        pixels = self._reference_pixels(reference_image, height, width)  # (B, 3, H, W) in [-1, 1]
         video = (pixels.unsqueeze(1) + 1.0) / 2.0  # (B, 1, 3, H, W) in [0, 1]
         return self.encode_video_latents(video)
 
-    def camera_rays(self, camera_path, frame_indices=None) -> torch.Tensor:
-        """Plücker rays of a camera path at the transformer's camera resolution -> `(1, 6, F, h*r, w*r)`."""
+    def camera_rays(self, camera_path, frame_indices=None, height: int | None = None,
+                    width: int | None = None) -> torch.Tensor:
+        """Plücker rays of a camera path at the transformer's camera resolution for frames of height x width
+        (default: the pipeline's) -> `(1, 6, F, h*r, w*r)`."""
         from dimo_engine.camera import camera_path_plucker_rays
 
         r = self.transformer.config.camera_unshuffle
-        height = self.config.height // self.vae_scale_factor_spatial * r
-        width = self.config.width // self.vae_scale_factor_spatial * r
-        rays = camera_path_plucker_rays(camera_path, height, width)  # (F, 6, h*r, w*r)
+        height, width = self._frame_size(height, width)
+        rays = camera_path_plucker_rays(camera_path, height // self.vae_scale_factor_spatial * r,
+                                        width // self.vae_scale_factor_spatial * r)  # (F, 6, h*r, w*r)
         if frame_indices is not None:
             rays = rays[frame_indices]
         return rays.permute(1, 0, 2, 3).unsqueeze(0).to(self._execution_device)
@@ -271,20 +320,22 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
                                 reference_latents=reference_latents, reference_rays=reference_rays).sample
 
     def prepare_latents(self, batch_size: int, num_frames: int, dtype, device, generator=None,
-                        latents: torch.Tensor | None = None) -> torch.Tensor:
+                        latents: torch.Tensor | None = None, height: int | None = None,
+                        width: int | None = None) -> torch.Tensor:
         if latents is not None:
             return latents.to(device=device, dtype=dtype)
+        height, width = self._frame_size(height, width)
         shape = (batch_size, self.transformer.config.in_channels,
                  (num_frames - 1) // self.vae_scale_factor_temporal + 1,
-                 self.config.height // self.vae_scale_factor_spatial, self.config.width // self.vae_scale_factor_spatial)
-        return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+                 height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial)  # (B, C, T, h, w)
+        return self.draw_noise(shape, generator, device).to(dtype)
 
     # ---- generation -----------------------------------------------------------------------------------------
 
     @torch.no_grad()
     def __call__(
         self,
-        reference_image,
+        reference_image=None,
         motion: MotionTokens | None = None,
         driving_frames=None,
         hand_boxes=None,
@@ -296,27 +347,41 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable | None = None,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         control_maps: torch.Tensor | None = None,
+        reference_latents: torch.Tensor | None = None,
+        height: int | None = None,
+        width: int | None = None,
     ):
         """Generate `(B, F, H, W, 3)` frames of the reference character doing the motion, seen from `target_cameras`.
 
         Args:
-            reference_image: the character (PIL image, uint8 array or tensor in [0, 1]).
+            reference_image: the character (PIL image, uint8 array or tensor in [0, 1]); or give
+                `reference_latents` instead.
             motion / driving_frames (+ hand_boxes): reusable `MotionTokens`, or frames to encode now.
             target_cameras: `CameraPath` with one camera per generated frame (character frame).
             reference_camera: `CameraPath` whose first frame is the reference image's camera (None: the default
                 front, eye-level view, `default_reference_camera`).
             motion_guidance_scale: classifier-free guidance on motion; 1 or less runs the conditional branch only.
-            callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
-                to stop after the current step.
+            callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`, or a diffusers
+                `PipelineCallback` / `MultiPipelineCallbacks` (which name their own tensor inputs); set
+                `pipe._interrupt = True` to stop after the current step.
+            callback_on_step_end_tensor_inputs: the loop's tensors the callback gets, from `_callback_tensor_inputs`.
             control_maps: only for the benchmark's baseline models (transformer `control_channels` > 0): their
                 pixel-aligned control `(1 or B, Cc, F, h*r, w*r)`, kept in both guidance branches.
+            reference_latents: the reference as the pipeline encodes it (`encode_reference`, at this call's
+                height x width), instead of `reference_image`: encode once for many windows and cameras.
+            height, width: the frames' size (multiples of 16); default the pipeline's config, the size it was
+                trained at.
         """
         num_frames = motion.num_frames if motion is not None else int(getattr(driving_frames, "shape", (0,) * 4)[-4])
-        self.check_inputs(reference_image, motion, driving_frames, target_cameras, reference_camera, num_frames,
-                          motion_guidance_scale, num_inference_steps)
+        callback_tensor_names = self.check_inputs(
+            reference_image, motion, driving_frames, target_cameras, reference_camera, num_frames,
+            motion_guidance_scale, num_inference_steps, reference_latents, height, width, callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
+        height, width = self._frame_size(height, width)
         self._interrupt = False
         device = self._execution_device
         dtype = self.transformer.dtype
@@ -332,11 +397,14 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
             motion_tokens = torch.cat([motion_tokens, null])
 
         # 2. Reference latent and cameras.
-        reference_latents = self.encode_reference(reference_image).to(device, dtype)  # (B?, C, 1, h, w)
-        reference_latents = reference_latents.expand(batch_size, -1, -1, -1, -1)
-        camera_rays = self.camera_rays(target_cameras).to(dtype).expand(batch_size, -1, -1, -1, -1)
+        if reference_latents is None:
+            reference_latents = self.encode_reference(reference_image, height, width)
+        reference_latents = reference_latents.to(device, dtype).expand(batch_size, -1, -1, -1, -1)  # (B, C, 1, h, w)
+        camera_rays = self.camera_rays(target_cameras, None, height, width).to(dtype)
+        camera_rays = camera_rays.expand(batch_size, -1, -1, -1, -1)
         reference_camera = reference_camera if reference_camera is not None else self.default_reference_camera()
-        reference_rays = self.camera_rays(reference_camera, [0]).to(dtype).expand(batch_size, -1, -1, -1, -1)
+        reference_rays = self.camera_rays(reference_camera, [0], height, width).to(dtype)
+        reference_rays = reference_rays.expand(batch_size, -1, -1, -1, -1)
         if control_maps is not None:
             control_maps = torch.as_tensor(control_maps).to(device, dtype).expand(batch_size, -1, -1, -1, -1)
         if do_guidance:
@@ -345,7 +413,7 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
             control_maps = torch.cat([control_maps] * 2) if control_maps is not None else None
 
         # 3. Noise.
-        latents = self.prepare_latents(batch_size, num_frames, torch.float32, device, generator, latents)
+        latents = self.prepare_latents(batch_size, num_frames, torch.float32, device, generator, latents, height, width)
 
         # 4. Denoising loop.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -369,7 +437,7 @@ class DiMoPipeline(DenoisingLoopMixin, DiffusionPipeline):
 
                 if callback_on_step_end is not None:
                     step_locals = locals()  # outside the comprehension, whose own locals() would be empty
-                    callback_kwargs = {name: step_locals[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_kwargs = {name: step_locals[name] for name in callback_tensor_names}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
                 progress_bar.update()

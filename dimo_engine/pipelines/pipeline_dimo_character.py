@@ -18,6 +18,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from dimo_engine.character_layer import (
     crop_boxes,
@@ -171,9 +172,16 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
 
     # ---- inputs ---------------------------------------------------------------------------------------------
 
-    def check_inputs(self, reference_image, motion, target_cameras, num_inference_steps: int) -> None:
-        if reference_image is None:
-            raise InputError("No reference image was given; pass the character's picture as reference_image.")
+    def check_inputs(self, reference_image, motion, target_cameras, num_inference_steps: int, reference_latents=None,
+                     callback_on_step_end=None, callback_on_step_end_tensor_inputs=()) -> list[str]:
+        """InputError for the first bad input; returns the tensor names the step callback gets."""
+        if (reference_image is None) == (reference_latents is None):
+            raise InputError("Give exactly one of reference_image (the character's picture) or reference_latents "
+                             "(from pipe.encode_reference).")
+        size = int(self.config.crop_size)
+        if reference_latents is not None and tuple(reference_latents.shape) != (1, 4, size, size):
+            raise InputError(f"reference_latents have shape {tuple(reference_latents.shape)}; give (1, 4, {size}, "
+                             f"{size}) from pipe.encode_reference.")
         if not isinstance(motion, MotionTokens):
             raise InputError("No motion was given; pass MotionTokens from pipe.encode_driving_clip (or "
                              "`dimo encode-motion`).")
@@ -188,10 +196,13 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
                              f"{motion.num_frames}; give one camera per frame.")
         if num_inference_steps < 1:
             raise InputError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        return self.callback_tensor_names(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
-    def reference_crop(self, reference_image) -> torch.Tensor:
-        """The character's crop `(1, 4, S, S)` in the generator's space: a square around its alpha (RGBA input), or
-        around the person the keypoint locator finds (RGB: opaque, its set kept), in the generator's space."""
+    @torch.no_grad()
+    def encode_reference(self, reference_image) -> torch.Tensor:
+        """The reference as the pipeline encodes it, to pass as `reference_latents` (encode once, generate many
+        windows and cameras): the character's crop `(1, 4, S, S)` in the generator's space, a square around its
+        alpha (RGBA input), or around the person the keypoint locator finds (RGB: opaque, its set kept)."""
         if isinstance(reference_image, PIL.Image.Image):
             reference_image = np.asarray(reference_image.convert("RGBA" if "A" in reference_image.mode else "RGB"))
         image = np.asarray(reference_image)
@@ -243,8 +254,8 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         if latents is not None:
             return latents.to(self._execution_device, torch.float32)
         size = int(self.config.crop_size)
-        noise = torch.randn((1, 4, size, size), generator=generator, dtype=torch.float32)
-        return noise.expand(num_frames, -1, -1, -1).clone().to(self._execution_device)
+        noise = self.draw_noise((1, 4, size, size), generator, self._execution_device)  # (1, 4, S, S)
+        return noise.expand(num_frames, -1, -1, -1).clone()
 
     def predict_clean(self, noisy: torch.Tensor, timestep: torch.Tensor, reference: torch.Tensor,
                       maps: torch.Tensor) -> torch.Tensor:
@@ -257,7 +268,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        reference_image,
+        reference_image=None,
         motion: MotionTokens | None = None,
         target_cameras=None,
         reference_camera=None,
@@ -266,36 +277,46 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable | None = None,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
         drop_motion: bool = False,
         motion_guidance_scale: float | None = None,
+        reference_latents: torch.Tensor | None = None,
     ):
         """Generate `(1, F, H, W, 4)` RGBA frames in [0, 1] of the reference character doing the motion, seen from
         `target_cameras` (frames at the camera path's own image size; alpha = the person).
 
+        There is no height/width argument: the layer's size is the target camera path's image size
+        (`target_cameras.width` x `.height`, the size its intrinsics are for); the generator itself always works
+        on `crop_size` crops that follow the body.
+
         Args:
-            reference_image: the character (uint8 RGBA whose alpha is the character, or RGB, or PIL).
+            reference_image: the character (uint8 RGBA whose alpha is the character, or RGB, or PIL); or give
+                `reference_latents` instead.
             motion: `MotionTokens` from `encode_driving_clip` (one clip).
             target_cameras: `CameraPath` with one camera per frame, in the character frame.
             reference_camera: unused by this model (the reference crop is read whatever its view), kept for the
                 shared call signature.
-            callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`; set `pipe._interrupt = True`
-                to stop after the current step.
+            callback_on_step_end: `f(pipe, step, timestep, callback_kwargs) -> dict`, or a diffusers
+                `PipelineCallback` / `MultiPipelineCallbacks` (which name their own tensor inputs); set
+                `pipe._interrupt = True` to stop after the current step.
+            callback_on_step_end_tensor_inputs: the loop's tensors the callback gets, from `_callback_tensor_inputs`.
             drop_motion: generate with the motion maps zeroed (the probe that the generator reads the motion).
             motion_guidance_scale: accepted for the shared call signature (`generation.reenact`); this model samples
                 without guidance, so any value gives the same frames.
+            reference_latents: the reference as the pipeline encodes it (`encode_reference`: its crop), instead of
+                `reference_image`: encode once for many windows and cameras.
         """
-        self.check_inputs(reference_image, motion, target_cameras, num_inference_steps)
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise InputError(f"callback_on_step_end_tensor_inputs: {name!r} is not one of "
-                                 f"{self._callback_tensor_inputs}.")
+        callback_tensor_names = self.check_inputs(reference_image, motion, target_cameras, num_inference_steps,
+                                                  reference_latents, callback_on_step_end,
+                                                  callback_on_step_end_tensor_inputs)
         self._interrupt = False
         num_frames = motion.num_frames
 
         # 1. The character's crop, and the motion seen by each target camera.
-        reference = self.reference_crop(reference_image)
+        if reference_latents is None:
+            reference_latents = self.encode_reference(reference_image)
+        reference = reference_latents.to(self._execution_device, torch.float32)  # (1, 4, S, S)
         maps, boxes = self.motion_maps(motion, target_cameras, self.appearance_colours(reference))
         reference = reference.expand(num_frames, -1, -1, -1)
         if drop_motion:
@@ -318,7 +339,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
                 latents = self.scheduler.step(velocity, t, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
                     step_locals = locals()
-                    callback_kwargs = {name: step_locals[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_kwargs = {name: step_locals[name] for name in callback_tensor_names}
                     latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", latents)
                 progress_bar.update()
 
