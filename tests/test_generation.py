@@ -1,0 +1,86 @@
+"""reenact: a job encodes its reference once, whatever its cameras and windows, and gives the frames that calling the
+pipeline with the picture, window by window, gave."""
+
+import numpy as np
+import pytest
+import torch
+
+from blender_addon.core.camera_rigs import static_view
+from dimo_engine.generation import GenerationSettings, reenact, reference_to_pil
+from dimo_engine.pipelines import create_character_pipeline, create_random_pipeline
+from dimo_engine.pipelines.pipeline_dimo import MotionTokens
+
+
+class CountingPipeline:
+    """A pipeline counting its calls and the reference encodings asked of it."""
+
+    def __init__(self, pipe):
+        self._pipe = pipe
+        self.calls = 0
+        self.reference_encodings = 0
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def encode_reference(self, *args, **kwargs):
+        self.reference_encodings += 1
+        return self._pipe.encode_reference(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self._pipe(*args, **kwargs)
+
+
+class PictureEveryWindow(CountingPipeline):
+    """The pipeline as reenact called it before: the picture itself in every call, encoded there."""
+
+    def __init__(self, pipe, reference_image):
+        super().__init__(pipe)
+        self._reference_image = reference_image
+
+    def __call__(self, reference_latents=None, **kwargs):
+        assert reference_latents is not None
+        self.calls += 1
+        return self._pipe(self._reference_image, **kwargs)
+
+
+def wan_job():
+    """The Wan pipeline at the tiny preset: (pipe, motion, reference, total frames, camera size)."""
+    pipe = create_random_pipeline(seed=0, preset="tiny")
+    window = pipe.config.num_frames  # 9: 13 frames make two windows
+    frames = torch.rand(13, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    boxes = torch.tensor([[4.0, 4.0, 16.0, 16.0], [30.0, 28.0, 44.0, 42.0]]).expand(13, 2, 4)
+    motion = pipe.encode_motion(frames, boxes)
+    reference = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)
+    return pipe, motion, reference, window + 4, 32
+
+
+def character_job():
+    """The default model's pipeline, untrained: a standing body's anchors, an RGBA reference."""
+    pipe = create_character_pipeline(seed=0)
+    total = pipe.config.num_frames + 4  # two windows
+    body = torch.zeros(1, total, 22, 16 + 3)
+    body[..., -3:] = torch.stack([torch.linspace(-0.2, 0.2, 22), torch.zeros(22), torch.linspace(0.1, 1.7, 22)], -1)
+    hands = torch.zeros(1, total, 2, 16 + 3)
+    hands[..., -3:] = body[0, 0, [20, 21], -3:]
+    reference = np.zeros((64, 64, 4), np.uint8)
+    reference[16:48, 24:40] = (200, 80, 40, 255)
+    return pipe, MotionTokens(body, hands), reference, total, 64
+
+
+@pytest.mark.parametrize("job", [wan_job, character_job], ids=["wan", "character"])
+def test_reenact_encodes_the_reference_once_per_job_and_gives_the_same_frames(job):
+    pipe, motion, reference, total, size = job()
+    pipe.set_progress_bar_config(disable=True)
+    cameras = [static_view(azimuth, 10.0, total, float(pipe.config.fps), size, size) for azimuth in (0.0, 60.0)]
+    settings = GenerationSettings(num_inference_steps=2, seed=3)
+
+    counting = CountingPipeline(pipe)
+    frames = reenact(counting, reference, motion, cameras, settings=settings)
+    assert counting.calls == 4  # 2 cameras x 2 windows
+    assert counting.reference_encodings == 1
+
+    picture = reference if getattr(pipe, "reads_alpha", False) else reference_to_pil(reference)
+    before = reenact(PictureEveryWindow(pipe, picture), reference, motion, cameras, settings=settings)
+    for got, expected in zip(frames, before):
+        np.testing.assert_array_equal(got, expected)
