@@ -114,6 +114,25 @@ def test_geometric_heads_stop_at_S_and_loss_decreases(dataset, tmp_path):
     assert summary["locator_loss_first_last"][1] < summary["locator_loss_first_last"][0]
 
 
+def test_each_checkpoint_holds_a_pipeline_folder_the_engine_loads(dataset, tmp_path):
+    from dimo_engine.pipelines import load_pipeline
+
+    output = tmp_path / "run"
+    summary = train(_config(dataset, output, max_steps="2", checkpoint_every="2", use_ema="true", export="true"))
+    checkpoint = output / "checkpoints" / "step_0000002"
+    assert dimo(["info", "--model", str(checkpoint / "pipeline")]) == 0  # what `dimo generate --model` accepts
+    at_checkpoint = load_pipeline(checkpoint / "pipeline", "cpu")
+    exported = load_pipeline(summary["pipeline"], "cpu")
+    assert at_checkpoint.config.num_frames == 5 and at_checkpoint.config.height == 32
+    # The checkpoint's pipeline has the EMA weights of its step (the final export's), while accelerate's state keeps
+    # the live weights the EMA copy was swapped out of.
+    ema_weights = at_checkpoint.transformer.state_dict()
+    assert all(torch.equal(value, exported.transformer.state_dict()[key]) for key, value in ema_weights.items())
+    live = load_file(str(checkpoint / "model.safetensors"))
+    assert any(not torch.equal(live[f"transformer.{key}"], value) for key, value in ema_weights.items()
+               if f"transformer.{key}" in live)
+
+
 @pytest.mark.slow
 def test_two_processes_agree_on_weights(dataset, tmp_path):
     output = tmp_path / "ddp"

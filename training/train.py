@@ -2,7 +2,9 @@
 
 Run `dimo train --config tiny-cpu --dataset PATH` (or `accelerate launch -m training.train --config
 wan-1.3b ...` on many GPUs). Every batch and every random draw is fixed by (seed, step), so `--resume`
-continues the exact loss curve of an uninterrupted run, on any number of processes.
+continues the exact loss curve of an uninterrupted run, on any number of processes. Each checkpoint
+`OUTPUT/checkpoints/step_N/` holds accelerate's state (for `--resume`) and `pipeline/`, the pipeline at that step
+(for `dimo generate --model OUTPUT/checkpoints/step_N/pipeline`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from training.losses import (
 from training.pairs import SampleNumbers, ViewPairDataset
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
+CHECKPOINT_PIPELINE = "pipeline"  # in each checkpoint folder: the pipeline at that step, for `dimo generate --model`
 
 
 # -- model ---------------------------------------------------------------------------------------------------
@@ -175,13 +178,33 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
 
 
 def export_pipeline(pipe, model: DiMoTrainingModel, ema: EMAModel | None, folder: Path) -> Path:
-    """Write the trained (EMA) weights as a DiMoPipeline folder, atomically."""
-    if ema is not None:
-        ema.copy_to([p for p in model.parameters() if p.requires_grad])
-    pipe.register_modules(transformer=model.transformer, body_encoder=model.body_encoder, hand_encoder=model.hand_encoder)
+    """Write the trained (EMA) weights as a DiMoPipeline folder, atomically; the live weights are left as they were."""
     from dimo_engine.pipelines import save_pipeline
 
-    return save_pipeline(pipe, folder)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if ema is not None:
+        ema.store(trained)
+        ema.copy_to(trained)
+    try:
+        pipe.register_modules(transformer=model.transformer, body_encoder=model.body_encoder,
+                              hand_encoder=model.hand_encoder)
+        return save_pipeline(pipe, folder)
+    finally:
+        if ema is not None:
+            ema.restore(trained)
+
+
+def checkpoint_pipeline_hook(accelerator: Accelerator, pipe, ema: EMAModel | None):
+    """accelerate's save_state pre-hook (as diffusers' training examples): every checkpoint folder also holds
+    `pipeline/`, the DiMoPipeline at that step (EMA weights when EMA is on), which `dimo generate --model
+    CHECKPOINT/pipeline` loads. Its keypoint locator is the one training started with (the locator trains after
+    the loop; only the final export has it trained). `load_state` reads accelerate's own files and ignores it."""
+
+    def save_pipeline_folder(models, weights, output_dir):
+        if accelerator.is_main_process:
+            export_pipeline(pipe, accelerator.unwrap_model(models[0]), ema, Path(output_dir) / CHECKPOINT_PIPELINE)
+
+    return save_pipeline_folder
 
 
 # -- metrics -------------------------------------------------------------------------------------------------
@@ -232,6 +255,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         model.transformer.enable_gradient_checkpointing()
     trainable = select_trainable(model, config)
     dataset = build_dataset(config, pipe)
+    # What the saved pipelines (checkpoints and export) make: the trained clip length, size and fps.
+    pipe.register_to_config(num_frames=config.num_frames, height=config.height, width=config.width,
+                            fps=dataset.clips[0].fps)
     if accelerator.is_main_process:  # only once the inputs are known to be good
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps(config_as_dict(config), indent=2))
@@ -244,6 +270,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     ema = EMAModel(trainable, decay=config.ema_decay) if config.use_ema else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
+    accelerator.register_save_state_pre_hook(checkpoint_pipeline_hook(accelerator, pipe, ema))
 
     first_step = 0
     if resume and (found := latest_checkpoint(output_dir)):
@@ -346,8 +373,6 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         summary["locator_loss_first_last"] = [locator_losses[0], locator_losses[-1]]
         metrics.log({"locator_loss": locator_losses[-1]}, step)
     if config.export and accelerator.is_main_process:
-        pipe.register_to_config(num_frames=config.num_frames, height=config.height, width=config.width,
-                                fps=dataset.clips[0].fps)
         summary["pipeline"] = str(export_pipeline(pipe, unwrapped, ema, output_dir / "pipeline"))
     if accelerator.is_main_process:
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
