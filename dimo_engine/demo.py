@@ -174,7 +174,6 @@ def plan_demo_clips(pipe, num_frames: int, seed: int, body_model):
     another character (its own appearance and body shape) from the reference still and the orbit camera."""
     from blender_addon.core.camera_rigs import RigView
     from dimo_engine.clip_plan import RenderSettings, plan_clip
-    from dimo_engine.generation import retime
 
     config = pipe.config
     fps, size = float(config.fps), int(config.height)
@@ -185,7 +184,7 @@ def plan_demo_clips(pipe, num_frames: int, seed: int, body_model):
     reference = plan_clip(settings, 1, body_model, family, motion_seed)
     # The reference still is the camera the model is told the reference image has; the worker renders
     # every view for the whole clip, and the clip format wants one view marked as the driving one.
-    reference_still = retime(pipe.default_reference_camera(), np.zeros(num_frames, dtype=int), fps)
+    reference_still = pipe.default_reference_camera().take(np.zeros(num_frames, dtype=int), fps)
     orbit = orbit_camera(reference.arrays["joints"], num_frames, fps, int(config.width), int(config.height))
     reference.views = [RigView("reference", "driving", reference_still), RigView("orbit", "moving", orbit)]
     return settings, driving, reference, orbit

@@ -83,24 +83,17 @@ def conform_camera(camera: CameraPath, num_frames: int, model_fps: float, source
     spans the same duration (e.g. 48 frames at 24 fps for 24 frames at 12 fps).
     """
     if camera.num_frames == num_frames:
-        return retime(camera, np.arange(num_frames), model_fps)
+        return camera.take(np.arange(num_frames), model_fps)
     if camera.num_frames == 1:
-        return retime(camera, np.zeros(num_frames, dtype=int), model_fps)
+        return camera.take(np.zeros(num_frames, dtype=int), model_fps)
     if camera_fits_motion(camera.num_frames, camera.fps, num_frames, model_fps):  # same duration at its own fps
         indices = np.minimum(np.round(np.arange(num_frames) * camera.fps / model_fps).astype(int), camera.num_frames - 1)
-        return retime(camera, indices, model_fps)
+        return camera.take(indices, model_fps)
     raise InputError(
         f"{source} has {camera.num_frames} frames at {camera.fps:g} fps but the motion has {num_frames} frames at the "
         f"model's {model_fps:g} fps; export the camera for {num_frames} frames at {model_fps:g} fps "
         f"(or the same duration at its own fps), or give a one-frame camera for a static view"
     )
-
-
-def retime(camera: CameraPath, indices: np.ndarray, fps: float) -> CameraPath:
-    """The camera's frames at `indices` (repeats allowed), numbered 0..n-1 at `fps`: one per generated frame."""
-    indices = np.asarray(indices, dtype=int)
-    return CameraPath(camera.width, camera.height, float(fps), np.arange(indices.size),
-                      camera.K[indices].copy(), camera.world_to_camera[indices].copy())
 
 
 def reference_to_pil(reference: np.ndarray) -> Image.Image:
@@ -163,7 +156,7 @@ def reenact(
             if is_cancelled is not None and is_cancelled():
                 raise GenerationCancelled()
             count = min(window, total - start)
-            target = retime(camera, pad_to_window(np.arange(start, start + count), window), camera.fps)
+            target = camera.take(pad_to_window(np.arange(start, start + count), window), camera.fps)
             call_steps_start = steps_done
 
             def on_step_end(pipeline, step_index, timestep, callback_kwargs):

@@ -75,6 +75,39 @@ def test_centers_and_projection_agree_with_the_pose():
     np.testing.assert_allclose(depth[:, 0], 2.5, atol=1e-9)
 
 
+def test_projection_min_depth_keeps_points_on_the_camera_plane_finite():
+    camera_path = make_path(num_frames=1)
+    on_plane = camera_path.centers[0] + camera_path.world_to_camera[0, 0, :3]  # 1 m to the right, depth 0
+    uv, depth = camera_path.project(on_plane[None])
+    assert abs(depth[0, 0]) < 1e-12 and not np.all(np.isfinite(uv))
+    guarded, _ = camera_path.project(on_plane[None], min_depth=1e-9)
+    assert np.all(np.isfinite(guarded)) and guarded[0, 0, 0] > 1e9
+
+
+def test_resized_scales_the_intrinsics_with_the_image():
+    camera_path = make_path(width=96, height=64)
+    half = camera_path.resized(48, 32)
+    assert (half.width, half.height) == (48, 32)
+    points = np.array([[0.2, 0.1, 0.9], [-0.3, 0.4, 1.5]])
+    # The same point lands on the same place of the picture: pixel coordinates (corner convention) halve.
+    np.testing.assert_allclose(half.project(points)[0], camera_path.project(points)[0] / 2, atol=1e-9)
+    np.testing.assert_array_equal(half.world_to_camera, camera_path.world_to_camera)
+
+
+def test_take_subsets_or_retimes_the_frames():
+    camera_path = make_path(num_frames=4)  # frames 3..6 at 12 fps
+    subset = camera_path.take([1, 3])
+    np.testing.assert_array_equal(subset.frames, [4, 6])
+    assert subset.fps == 12.0
+    np.testing.assert_array_equal(subset.K, camera_path.K[[1, 3]])
+    np.testing.assert_array_equal(subset.world_to_camera, camera_path.world_to_camera[[1, 3]])
+    held = camera_path.take([2, 2, 2], fps=24)
+    np.testing.assert_array_equal(held.frames, [0, 1, 2])
+    assert held.fps == 24.0
+    np.testing.assert_array_equal(held.world_to_camera, camera_path.world_to_camera[[2, 2, 2]])
+    validate_camera_path(held)
+
+
 def _broken(mutate):
     camera_path = make_path()
     mutate(camera_path)

@@ -144,7 +144,7 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(files, tmp_path,
         arguments, words = _bad_inputs(files, tmp_path)[case]
     if "MISMATCH" in arguments:
         short = tmp_path / "short.json"
-        save_camera_path(load_camera_path(files / "orbit.json").subset(np.arange(7)), short)
+        save_camera_path(load_camera_path(files / "orbit.json").take(np.arange(7)), short)
         arguments[arguments.index("MISMATCH")] = str(short)
     out = tmp_path / "out"
     capsys.readouterr()

@@ -90,8 +90,8 @@ def joints3d_maps(clip, driving_view: str, target_camera, indices, map_size: tup
     `indices` frames, or over the whole clip) as heatmaps `(22, F, h, w)`."""
     indices = np.asarray(indices)
     if target_camera.num_frames != len(indices):
-        target_camera = target_camera.subset(indices)
-    driving_camera = clip.views[driving_view].camera.subset(indices)
+        target_camera = target_camera.take(indices)
+    driving_camera = clip.views[driving_view].camera.take(indices)
     joints = noisy_reconstruction(clip.motion["joints"][indices], driving_camera, seed)
     uv, depth = target_camera.project(joints)  # (F, 22, 2), (F, 22)
     inside = (uv[..., 0] >= 0) & (uv[..., 0] < target_camera.width) & (uv[..., 1] >= 0) & (uv[..., 1] < target_camera.height)

@@ -186,7 +186,7 @@ def generate_target(pipe, clip, target: BenchTarget, settings: BenchSettings) ->
     scale = torch.tensor([width / clip.width, height / clip.height] * 2)
     hand_boxes = torch.from_numpy(driving.annotations["hand_boxes"][indices]).float() * scale  # (F, 2, 4)
     reference = clip.views["reference"]
-    target_camera = clip.views[target.view].camera.subset(indices)
+    target_camera = clip.views[target.view].camera.take(indices)
     kind = control_kind(pipe)
     maps = None
     if kind != "none":
@@ -206,7 +206,7 @@ def generate_target(pipe, clip, target: BenchTarget, settings: BenchSettings) ->
         reference_image=reference.frames([0])[0][..., :3],
         **motion_inputs,
         target_cameras=target_camera,
-        reference_camera=reference.camera.subset([0]),
+        reference_camera=reference.camera.take([0]),
         num_inference_steps=settings.num_inference_steps,
         motion_guidance_scale=guidance,
         generator=torch.Generator().manual_seed(settings.seed),

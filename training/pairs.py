@@ -160,7 +160,7 @@ class ViewPairDataset(torch.utils.data.Dataset):
         from dimo_engine.camera import camera_path_plucker_rays
 
         # the same ray maps as DiMoPipeline.camera_rays at inference (K rescaled from the clip's image size)
-        rays = camera_path_plucker_rays(view.camera.subset(np.asarray(indices)), self.ray_height, self.ray_width)
+        rays = camera_path_plucker_rays(view.camera.take(indices), self.ray_height, self.ray_width)
         return rays.permute(1, 0, 2, 3)  # (6, F, h, w)
 
     def _cached_latents(self, view: ClipView, start: int) -> dict[str, torch.Tensor] | None:

@@ -66,11 +66,15 @@ class CameraPath:
         """(F, 3) camera positions in the character frame."""
         return self.camera_to_world[:, :3, 3]
 
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def project(self, points: np.ndarray, min_depth: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Project character-frame points (N, 3) or per frame (F, N, 3) to pixels.
 
         Returns uv (F, N, 2) in the top-left-corner pixel convention and depth (F, N) along
-        the optical axis (positive in front of the camera).
+        the optical axis (positive in front of the camera). A point is divided by its depth, or by
+        `min_depth` where |depth| <= min_depth: with the default 0 a point on the camera plane gets
+        inf/nan pixels, with a small positive value far-off finite ones. Which points count as in
+        front (the near plane) is the caller's rule on `depth`. `dimo_engine.camera.project_points`
+        is the same projection batched in torch.
         """
         points = np.asarray(points, dtype=np.float64)
         if points.ndim == 2:
@@ -79,16 +83,36 @@ class CameraPath:
         translation = self.world_to_camera[:, None, :3, 3]
         camera_points = np.einsum("fij,fnj->fni", rotation, points) + translation  # (F, N, 3)
         depth = camera_points[..., 2]
-        image_points = np.einsum("fij,fnj->fni", self.K, camera_points)  # (F, N, 3)
+        image_points = np.einsum("fij,fnj->fni", self.K, camera_points)  # (F, N, 3); z = depth, K's last row is 0 0 1
+        divisor = np.where(np.abs(depth) > min_depth, depth, min_depth)[..., None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            uv = image_points[..., :2] / image_points[..., 2:3]
+            uv = image_points[..., :2] / divisor
         return uv, depth
 
-    def subset(self, indices) -> "CameraPath":
-        """The same camera on a subset of its frames (indices into the F frames)."""
-        indices = np.asarray(indices)
-        return CameraPath(self.width, self.height, self.fps, self.frames[indices].copy(),
+    def resized(self, width: int, height: int) -> "CameraPath":
+        """The same view sampled at width x height pixels (intrinsics scaled with the image)."""
+        scale = intrinsics_scale((self.height, self.width), (height, width))
+        return dataclasses.replace(self, width=width, height=height, K=self.K * scale)
+
+    def take(self, indices, fps: float | None = None) -> "CameraPath":
+        """The camera on its frames at `indices` (into the F frames). Without `fps` the frames keep their
+        numbers and the path its fps (a subset); with `fps`, repeats are allowed and the frames are
+        numbered 0..n-1 at `fps`: one camera frame per generated frame."""
+        indices = np.asarray(indices, dtype=int)
+        if fps is None:
+            fps, frames = self.fps, self.frames[indices].copy()
+        else:
+            fps, frames = float(fps), np.arange(indices.size)
+        return CameraPath(self.width, self.height, fps, frames,
                           self.K[indices].copy(), self.world_to_camera[indices].copy())
+
+
+def intrinsics_scale(image_size, new_image_size) -> np.ndarray:
+    """(3, 1) factors taking K of an image of `image_size` (height, width) to K of the same view sampled at
+    `new_image_size`: K * factors. Rows 0 and 1 scale fx, skew, cx and fy, cy; the corner convention makes
+    this exact. The one intrinsics rescale, shared with the engine's torch ray maps."""
+    (height, width), (new_height, new_width) = image_size, new_image_size
+    return np.array([[new_width / width], [new_height / height], [1.0]])
 
 
 def _frame_label(camera_path: CameraPath, index: int) -> str:
