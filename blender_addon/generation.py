@@ -8,15 +8,12 @@ tests call; `start_generate` wires them to the shared job mechanism in `jobs.py`
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from . import jobs, takes
 from .engine_client import EngineClient, EngineError, JobStatus, as_sentence
@@ -99,10 +96,7 @@ def resize_camera_path(camera_path, long_side: int):
     scale = long_side / max(camera_path.width, camera_path.height)
     width = max(8, int(round(camera_path.width * scale)))
     height = max(8, int(round(camera_path.height * scale)))
-    K = np.array(camera_path.K, dtype=np.float64).copy()  # (F, 3, 3)
-    K[:, 0, :] *= width / camera_path.width
-    K[:, 1, :] *= height / camera_path.height
-    return dataclasses.replace(camera_path, width=width, height=height, K=K)
+    return camera_path.resized(width, height)
 
 
 def _existing_file(path_setting: str, role: str, fix: str) -> Path:

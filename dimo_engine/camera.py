@@ -21,6 +21,7 @@ from blender_addon.core.camera_path import (  # noqa: F401  (re-exported)
     CameraPath,
     CameraPathError,
     camera_path_to_dict,
+    intrinsics_scale,
 )
 from dimo_engine.errors import InputError
 
@@ -74,25 +75,19 @@ def frames_without_character(camera_path: CameraPath) -> dict[int, str]:
     frame 0 (camera_rigs.DEFAULT_SUBJECT_BOX, around the character frame's origin) lies behind the
     camera, projects wholly outside the image by more than the image's own size (so a character
     walking a few metres stays counted as seen), or covers less than one pixel (too far)."""
-    from blender_addon.core.camera_rigs import DEFAULT_SUBJECT_BOX
+    from blender_addon.core.camera_rigs import DEFAULT_SUBJECT_BOX, box_corners
 
-    low, high = DEFAULT_SUBJECT_BOX
-    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1]) for z in (low[2], high[2])])
-    K = camera_path.K.astype(np.float64)
-    world_to_camera = camera_path.world_to_camera.astype(np.float64)
-    points = np.einsum("fij,nj->fni", world_to_camera[:, :3, :3], corners) + world_to_camera[:, None, :3, 3]  # (F, 8, 3)
+    uv, depth = camera_path.project(box_corners(DEFAULT_SUBJECT_BOX))  # (F, 8, 2), (F, 8)
     width, height = camera_path.width, camera_path.height
     unseen = {}
     with np.errstate(all="ignore"):
         for index, frame in enumerate(camera_path.frames.tolist()):
-            in_front = points[index][points[index][:, 2] > _NEAR]
-            if in_front.shape[0] == 0:
+            seen = uv[index][depth[index] > _NEAR]  # (n, 2) pixels of the corners in front
+            if seen.shape[0] == 0:
                 unseen[int(frame)] = "the character is behind the camera"
                 continue
-            image = in_front @ K[index].T
-            uv = image[:, :2] / image[:, 2:3]  # (n, 2) pixels
-            (u0, v0), (u1, v1) = uv.min(0), uv.max(0)
-            if not np.all(np.isfinite(uv)) or max(u1 - u0, v1 - v0) < 1.0:
+            (u0, v0), (u1, v1) = seen.min(0), seen.max(0)
+            if not np.all(np.isfinite(seen)) or max(u1 - u0, v1 - v0) < 1.0:
                 unseen[int(frame)] = "the camera is too far away for the character to cover one pixel"
             elif u1 < -width or u0 > 2 * width or v1 < -height or v0 > 2 * height:
                 unseen[int(frame)] = "the character is far outside the camera's view"
@@ -139,13 +134,11 @@ def _as_float_tensor(value, dtype=None, device=None) -> torch.Tensor:
 
 
 def _rescale_intrinsics(K: torch.Tensor, image_size, height: int, width: int) -> torch.Tensor:
-    """K of an image of `image_size` (height, width) -> K of the same view sampled at height x width."""
+    """K of an image of `image_size` (height, width) -> K of the same view sampled at height x width
+    (the factors of the core's `intrinsics_scale`, as CameraPath.resized uses them)."""
     if image_size is None:
         return K
-    source_height, source_width = image_size
-    scale = K.new_tensor([width / source_width, height / source_height, 1.0])
-    # Scaling rows 0 and 1 scales fx, skew, cx and fy, cy: the corner convention makes this exact.
-    return K * scale[:, None]
+    return K * K.new_tensor(intrinsics_scale(image_size, (height, width)))
 
 
 def plucker_rays(K, world_to_camera, height: int, width: int, image_size=None, dtype=None) -> torch.Tensor:
@@ -193,7 +186,8 @@ def project_points(points, K, world_to_camera) -> tuple[torch.Tensor, torch.Tens
     """Project points (..., N, 3) in the character frame with K (..., 3, 3), world_to_camera (..., 4, 4).
 
     Returns uv (..., N, 2) pixel coordinates (top-left-corner convention) and depth (..., N) along the
-    optical axis; points behind the camera get negative depth and uv is then meaningless.
+    optical axis; points behind the camera get negative depth and uv is then meaningless. The same
+    projection as `CameraPath.project` (with its default min_depth of 0), batched in torch.
     """
     points = _as_float_tensor(points)
     K = _as_float_tensor(K, points.dtype, points.device)

@@ -79,6 +79,17 @@ def test_batch_shapes_broadcast_and_dtype():
     assert uv.shape == (2, 3, 7, 2) and depth.shape == (2, 3, 7)
 
 
+def test_torch_projection_agrees_with_the_camera_path():
+    camera_path = make_path(num_frames=3, width=128, height=96)
+    camera_path.K[:, 0, 2] += 7.0
+    points = np.random.default_rng(2).normal(scale=1.5, size=(3, 9, 3))  # (F, N, 3), some behind the camera
+    uv, depth = camera_path.project(points)
+    torch_uv, torch_depth = project_points(torch.from_numpy(points), camera_path.K, camera_path.world_to_camera)
+    np.testing.assert_allclose(torch_depth.numpy(), depth, atol=1e-12)
+    np.testing.assert_allclose(torch_uv.numpy(), uv, rtol=1e-12, atol=1e-9)
+    assert np.any(depth < 0) and np.any(depth > 0)
+
+
 def test_resolution_rescaling_keeps_the_field_of_view():
     camera_path = make_path(num_frames=3, width=128, height=96)
     camera_path.K[:, 0, 2] += 7.0  # off-centre principal point (lens shift)

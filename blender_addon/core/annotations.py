@@ -11,15 +11,18 @@ SMPLH_LEFT_HAND = [20] + list(range(22, 37))
 SMPLH_RIGHT_HAND = [21] + list(range(37, 52))
 
 
-def project_joints(joints: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray, width: int, height: int):
-    """joints (F,J,3) character frame, K (F,3,3), world_to_camera (F,4,4) ->
+# Depth (metres) a joint needs to count as in front of the camera, and the least depth it is divided by, so a
+# joint on the camera plane still gets a finite pixel in joints2d.
+IN_FRONT_DEPTH = 1e-6
+MIN_DIVISOR_DEPTH = 1e-9
+
+
+def project_joints(joints: np.ndarray, camera_path):
+    """joints (F,J,3) character frame, seen by `camera_path` (CameraPath.project) ->
     pixels (F,J,2), visible (F,J) (in front of the camera and inside the image), in_front (F,J)."""
-    camera = np.einsum("fab,fjb->fja", world_to_camera[:, :3, :3], joints) + world_to_camera[:, None, :3, 3]
-    depth = camera[..., 2]
-    pixels = np.einsum("fab,fjb->fja", K, camera)
-    uv = pixels[..., :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[..., None]
-    in_front = depth > 1e-6
-    inside = (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    uv, depth = camera_path.project(joints, min_depth=MIN_DIVISOR_DEPTH)
+    in_front = depth > IN_FRONT_DEPTH
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] < camera_path.width) & (uv[..., 1] >= 0) & (uv[..., 1] < camera_path.height)
     return uv, in_front & inside, in_front
 
 
@@ -52,7 +55,7 @@ def person_box(alpha: np.ndarray) -> np.ndarray:
 def view_annotations(joints: np.ndarray, camera_path, person_boxes, hands) -> dict:
     """All arrays of one view's annotations.npz."""
     width, height = camera_path.width, camera_path.height
-    joints2d, visible, in_front = project_joints(joints, camera_path.K, camera_path.world_to_camera, width, height)
+    joints2d, visible, in_front = project_joints(joints, camera_path)
     return {
         "joints2d": joints2d.astype(np.float32),
         "joints_visible": visible,
