@@ -334,7 +334,7 @@ def test_shards_writing_the_shared_dataset_record_at_once_do_not_collide(tmp_pat
 
     path = tmp_path / "dataset.json"
     writes = (
-        "from blender_addon.core.clip_format import write_json_atomic\n"
+        "from blender_addon.core.atomic_io import write_json_atomic\n"
         f"for attempt in range(300):\n    write_json_atomic({str(path)!r}, {{'format': 'dimo-clip-dataset', 'attempt': attempt}})\n"
     )
     shards = [subprocess.Popen([sys.executable, "-c", writes]) for _ in range(2)]

@@ -17,8 +17,9 @@ from mathutils import Matrix, Quaternion
 
 from ..camera_export import character_frame_to_world, import_camera_path
 from ..core.annotations import person_box, view_annotations
+from ..core.atomic_io import write_json_atomic
 from ..core.camera_path import camera_path_to_dict
-from ..core.clip_format import CLIP_FORMAT, DATASET_FORMAT, FORMAT_VERSION, ClipWriter, clip_name, write_json_atomic
+from ..core.clip_format import CLIP_FORMAT, DATASET_FORMAT, FORMAT_VERSION, ClipWriter, clip_name
 from ..core.clip_views import clip_views, subject_box
 from .character import SMPLH_RIG_PROPERTY
 from .render import ViewRenderer, configure_render, render_view

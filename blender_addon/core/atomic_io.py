@@ -1,6 +1,7 @@
 """Files and folders that appear whole or not at all: everything is written under a temporary name
 beside its final place and renamed there when complete, so a reader (or a run killed half-way) never
-sees half a file. The one atomic writer of the add-on, the engine and training; standard library only.
+sees half a file. The one atomic writer of the add-on, the engine and training; the standard library
+and numpy only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 def temporary_sibling(path: str | os.PathLike, tag: str = "partial") -> Path:
@@ -59,6 +62,13 @@ def write_json_atomic(path: str | os.PathLike, payload, **dumps_options) -> Path
     """`payload` as JSON (indent 1 unless told otherwise) with a final newline."""
     dumps_options.setdefault("indent", 1)
     return write_text_atomic(path, json.dumps(payload, **dumps_options) + "\n")
+
+
+def write_npz_atomic(path: str | os.PathLike, arrays: dict, compressed: bool = False) -> Path:
+    """`arrays` as an `.npz` file (`np.savez`, or `np.savez_compressed` when `compressed`)."""
+    with atomic_write(path) as temporary:
+        (np.savez_compressed if compressed else np.savez)(temporary, **arrays)
+    return Path(path)
 
 
 def replace_folder(complete: str | os.PathLike, folder: str | os.PathLike) -> Path:

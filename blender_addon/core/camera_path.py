@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic_io import write_json_atomic
 
 FORMAT_NAME = "dimo-camera-path"
 FORMAT_VERSION = 1
@@ -271,20 +271,10 @@ def load_camera_path(path) -> CameraPath:
 
 
 def save_camera_path(camera_path: CameraPath, path) -> Path:
-    """Validate and write a camera path file atomically (temporary name in the same folder, then rename)."""
+    """Validate and write a camera path file atomically (`atomic_io`: temporary name in the same folder, then rename)."""
     path = Path(path)
     validate_camera_path(camera_path, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(camera_path_to_dict(camera_path), file, indent=1)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    write_json_atomic(path, camera_path_to_dict(camera_path))
     return path
 
 

@@ -6,13 +6,14 @@ so it runs inside Blender and in the engine's planner alike.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
 import zlib
 
 import numpy as np
+
+from .atomic_io import replace_folder, write_bytes_atomic, write_json_atomic, write_npz_atomic
 
 DATASET_FORMAT = "dimo-clip-dataset"
 CLIP_FORMAT = "dimo-clip"
@@ -45,24 +46,6 @@ def encode_png(rgba: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    # The process id keeps shards that write the same shared file (dataset.json) at once apart.
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    write_bytes_atomic(path, (json.dumps(payload, indent=1) + "\n").encode())
-
-
-def write_npz_atomic(path: str, **arrays) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez_compressed(temporary, **arrays)
-    os.replace(temporary, path)
-
-
 class ClipWriter:
     """Collects one clip's files in a partial folder; `commit()` makes it visible as complete."""
 
@@ -93,16 +76,15 @@ class ClipWriter:
         write_json_atomic(os.path.join(self.view_path(view_name), "camera.json"), camera_dict)
 
     def write_annotations(self, view_name: str, **arrays) -> None:
-        write_npz_atomic(os.path.join(self.view_path(view_name), "annotations.npz"), **arrays)
+        write_npz_atomic(os.path.join(self.view_path(view_name), "annotations.npz"), arrays, compressed=True)
 
     def write_motion(self, **arrays) -> None:
-        write_npz_atomic(os.path.join(self.path, "motion.npz"), **arrays)
+        write_npz_atomic(os.path.join(self.path, "motion.npz"), arrays, compressed=True)
 
     def commit(self, manifest: dict) -> str:
         """Write the manifest last and rename the folder; returns the final clip path."""
         write_json_atomic(os.path.join(self.path, "manifest.json"), manifest)
-        shutil.rmtree(self.final_path, ignore_errors=True)
-        os.replace(self.path, self.final_path)
+        replace_folder(self.path, self.final_path)
         return self.final_path
 
     def abandon(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dimo_engine.body.npz_io import write_npz_atomic
+from blender_addon.core.atomic_io import write_npz_atomic
 from dimo_engine.errors import InputError
 
 _SHAPES = {

@@ -41,7 +41,8 @@ def _settings(args):
 
 def _write_dataset_record(root: str, settings, body_model_name: str) -> None:
     """Create dataset.json, or check that an existing one was rendered with the same settings."""
-    from blender_addon.core.clip_format import DATASET_FORMAT, FORMAT_VERSION, write_json_atomic
+    from blender_addon.core.atomic_io import write_json_atomic
+    from blender_addon.core.clip_format import DATASET_FORMAT, FORMAT_VERSION
     from dimo_engine.errors import InputError
 
     path = os.path.join(root, "dataset.json")
