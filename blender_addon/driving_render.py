@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
 from . import takes
+from .core.atomic_io import atomic_write
 
 # A 50 mm lens on a 36 mm sensor sees about 40 degrees; at 4.5 m that frames a 2 m person with margin.
 FRONT_CAMERA_DISTANCE_M = 4.5
@@ -113,13 +113,10 @@ def iter_render_driving_clip(scene, anchor_obj, frame_start: int, frame_end: int
                 bpy.ops.render.render(write_still=True)
                 yield index + 1, total
         output = Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(output.name + ".partial")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+        with atomic_write(output) as partial, zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
             for index in range(total):
                 name = takes.frame_file_name(index)
                 archive.write(frames_dir / name, arcname=name)
-        os.replace(partial, output)
     finally:
         scene.frame_set(original_frame)
         _remove_object(camera_obj)

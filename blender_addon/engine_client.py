@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
 import socket
 import urllib.error
 import urllib.parse
@@ -16,6 +15,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .core.atomic_io import write_bytes_atomic
 
 DEFAULT_TIMEOUT_S = 10.0
 # Uploads carry a video, so they may take longer than a status poll.
@@ -242,8 +243,4 @@ class EngineClient:
         data = self._request(
             "GET", f"/v1/jobs/{urllib.parse.quote(job_id)}/frames/{int(camera_index)}/{urllib.parse.quote(name)}"
         )
-        destination = Path(destination)
-        partial = destination.with_name(destination.name + ".partial")
-        partial.write_bytes(data)
-        os.replace(partial, destination)
-        return destination
+        return write_bytes_atomic(destination, data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import takes
+from .core.atomic_io import atomic_write
 from .driving_render import next_free_path, temporary_settings
 
 # Object types that put something in the image; lights, cameras and empties stay as they are.
@@ -45,8 +46,7 @@ def render_reference(scene, camera_obj, selected_objects, anchor_obj, output_dir
         if obj.type in GEOMETRY_TYPES and obj not in character and not obj.hide_render
     ]
     render = scene.render
-    partial = image_path.with_name(image_path.stem + ".partial.png")
-    with temporary_settings(
+    with atomic_write(image_path) as partial, temporary_settings(
         *hidden,
         (render, "use_file_extension", False),
         (render.image_settings, "file_format", "PNG"),
@@ -55,7 +55,6 @@ def render_reference(scene, camera_obj, selected_objects, anchor_obj, output_dir
         (scene, "camera", camera_obj),
     ):
         bpy.ops.render.render(write_still=True)
-    partial.replace(image_path)
     frame = scene.frame_current
     camera_path = export_camera_path(scene, camera_obj, anchor_obj, frame, frame)
     save_camera_path(camera_path, camera_file)

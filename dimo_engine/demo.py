@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from blender_addon.core.atomic_io import atomic_write, replace_folder, write_json_atomic
 from dimo_engine.errors import InputError
 
 CAMERA_PHRASE = "orbit left 90 degrees while dolly in"
@@ -237,9 +238,8 @@ def write_outputs(folder: Path, driving, reference, ground_truth, generated, cam
     write_video(np.concatenate([driving[..., :3], truth_layer, generated], axis=2), folder / "side_by_side.mp4", fps=fps)
     rows = np.unique(np.linspace(0, len(generated) - 1, min(SHEET_ROWS, len(generated))).round().astype(int))
     sheet = side_by_side_sheet([driving[..., :3], truth_layer, generated], rows)
-    temporary = folder / ".sheet.partial.png"
-    sheet.save(temporary)
-    os.replace(temporary, folder / "sheet.png")
+    with atomic_write(folder / "sheet.png") as temporary:
+        sheet.save(temporary)
     save_camera_path(camera, folder / "camera.json")
     record = {**record, "sheet": {"columns": list(SHEET_COLUMNS), "frames": rows.tolist(), "header_px": SHEET_HEADER_PX}}
     (folder / DEMO_RECORD).write_text(json.dumps(record, indent=1) + "\n")
@@ -305,9 +305,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
             shutil.rmtree(plan_dir)
             write_outputs(staging, driving, reference, ground_truth, generated, orbit, fps, record)
             # Only a complete result replaces an earlier demo's output.
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(staging, out)
+            replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -317,7 +315,5 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
     record.update(stage_seconds={k: round(v, 2) for k, v in clock.seconds.items()}, total_seconds=round(total, 2),
                   stage_cpu_seconds={k: round(v, 2) for k, v in clock.cpu_seconds.items()},
                   total_cpu_seconds=round(total_cpu, 2))
-    temporary = out / f".{DEMO_RECORD}.partial"
-    temporary.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(temporary, record_path)
+    write_json_atomic(record_path, record)
     return DemoResult(out, num_frames, fps, trained, dict(clock.seconds), dict(clock.cpu_seconds), total, total_cpu)

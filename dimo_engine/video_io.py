@@ -16,6 +16,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.errors import InputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".mkv", ".avi", ".m4v")
@@ -362,20 +363,11 @@ def _read_ffmpeg(path: Path, fps: float | None, max_side: int, max_frames: int, 
     return VideoClip(frames, plan.output_fps(source_fps), source_frames, source_fps, source_size)
 
 
-def _temporary_name(path: Path) -> Path:
-    # Same folder (so the rename is atomic), hidden, and keeps the suffix so writers pick the format.
-    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-
-
 def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write one uint8 `(H, W, C)` image as PNG atomically."""
     path = Path(path)
-    temporary = _temporary_name(path)
-    try:
+    with atomic_write(path) as temporary:
         iio.imwrite(temporary, np.ascontiguousarray(image), extension=".png")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 
@@ -396,8 +388,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path
     path = Path(path)
     frames = to_uint8(frames)[..., :3]
     height, width = frames.shape[1:3]
-    temporary = _temporary_name(path)
-    try:
+    with atomic_write(path) as temporary:
         writer = imageio_ffmpeg.write_frames(
             str(temporary), (width, height), fps=float(fps), codec="libx264", macro_block_size=2,
             ffmpeg_log_level="error",
@@ -406,9 +397,6 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

@@ -71,13 +71,14 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict, compressed: bool = F
     return Path(path)
 
 
-def replace_folder(complete: str | os.PathLike, folder: str | os.PathLike) -> Path:
+def replace_folder(complete: str | os.PathLike, folder: str | os.PathLike, aside: str | os.PathLike | None = None) -> Path:
     """Put the complete folder `complete` (a sibling of `folder`) in `folder`'s place. An earlier `folder`
-    is moved aside first and removed last, so a failure in between leaves the old one or the new one."""
+    is moved aside first (to `aside`, by default a fresh hidden sibling) and removed last, so a failure in
+    between leaves the old one or the new one."""
     complete, folder = Path(complete), Path(folder)
     previous = None
     if folder.exists():
-        previous = temporary_sibling(folder, "old")
+        previous = temporary_sibling(folder, "old") if aside is None else Path(aside)
         os.replace(folder, previous)
     os.replace(complete, folder)
     if previous is not None:

@@ -3,8 +3,6 @@ columns, with the 2D joints and hand boxes drawn on, so a person can look at the
 
 from __future__ import annotations
 
-import os
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("clip", help="a clip folder of a rendered dataset (…/train/clip_000000)")
@@ -44,6 +42,7 @@ def contact_sheet(clip, max_frames: int = 8, draw_joints: bool = True):
 
 
 def run(args) -> int:
+    from blender_addon.core.atomic_io import atomic_write
     from dimo_engine.clips import load_clip
     from dimo_engine.errors import InputError
 
@@ -53,9 +52,7 @@ def run(args) -> int:
         raise InputError(f"--out {args.out!r} is not a .png path; name the contact sheet like sheet.png.")
     clip = load_clip(args.clip)
     sheet = contact_sheet(clip, args.max_frames, not args.no_joints)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    temporary = f"{args.out}.tmp.png"
-    sheet.save(temporary)
-    os.replace(temporary, args.out)
+    with atomic_write(args.out) as temporary:
+        sheet.save(temporary)
     print(f"wrote {args.out} ({len(clip.views)} views x {min(args.max_frames, clip.num_frames)} frames)")
     return 0

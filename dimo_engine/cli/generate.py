@@ -9,11 +9,11 @@ never holds half a result nor cameras of two runs.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 from pathlib import Path
 
+from blender_addon.core.atomic_io import replace_folder
 from dimo_engine.cli.model_args import add_model_arguments, load_model_from_args
 from dimo_engine.errors import InputError
 
@@ -114,10 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 flat = composite_layer(np.asarray(frames), args.background or DEFAULT_BACKGROUND)
                 write_video(to_uint8(flat), folder / "video.mp4", fps=model_fps)
         # Only a complete result set replaces what was there before, and as a whole.
-        if out.exists():
-            os.replace(out, previous)
-        os.replace(result_set, out)
-        shutil.rmtree(previous, ignore_errors=True)
+        replace_folder(result_set, out, aside=previous)
         for index, frames in enumerate(videos):
             print(f"{args.out / f'camera_{index:02d}'}: {len(frames)} frames at {model_fps:g} fps")
     finally:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.cli.model_args import add_model_arguments, load_model_from_args
 from dimo_engine.errors import InputError
 
@@ -48,15 +49,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def write_token_file(path: Path, url: str, token: str) -> Path:
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".serve.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:  # mkstemp makes it 0600: the token is a secret
+    with atomic_write(path) as temporary:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the token is a secret
+        with os.fdopen(descriptor, "w") as handle:
             json.dump({"url": url, "token": token, "pid": os.getpid()}, handle)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return path
 
 

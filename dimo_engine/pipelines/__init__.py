@@ -88,16 +88,10 @@ def _class_name(folder: Path) -> str | None:
 
 def save_pipeline(pipe: DiMoPipeline, folder) -> Path:
     """`save_pretrained` (safetensors) into a temporary sibling folder, then swapped in: never half-written."""
-    import os
-    import shutil
+    from blender_addon.core.atomic_io import atomic_folder
 
     folder = Path(folder)
-    partial = folder.with_name(f".{folder.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    pipe.save_pretrained(str(partial), safe_serialization=True)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
+    with atomic_folder(folder) as partial:
+        pipe.save_pretrained(str(partial), safe_serialization=True)
     return folder
 

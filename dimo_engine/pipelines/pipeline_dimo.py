@@ -7,9 +7,7 @@ methods: `encode_video_latents`, `encode_reference`, `camera_rays`, `motion_toke
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,6 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from safetensors.torch import load_file, save_file
 
+from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.errors import InputError
 from dimo_engine.models.conditioning import check_frame_count
 from dimo_engine.models.keypoint_locator import KeypointLocator
@@ -49,11 +48,9 @@ class MotionTokens:
 
     def save(self, path) -> None:
         """Write a safetensors file (tmp name, then rename)."""
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")
-        save_file({"body": self.body.detach().cpu().contiguous(), "hands": self.hands.detach().cpu().contiguous()},
-                  str(partial), metadata={"format": "dimo-motion-tokens", "version": "1"})
-        os.replace(partial, path)
+        with atomic_write(path) as partial:
+            save_file({"body": self.body.detach().cpu().contiguous(), "hands": self.hands.detach().cpu().contiguous()},
+                      str(partial), metadata={"format": "dimo-motion-tokens", "version": "1"})
 
     @classmethod
     def load(cls, path) -> "MotionTokens":
