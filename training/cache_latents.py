@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.clips import Clip, ClipDataset
 from training.pairs import REFERENCE_FRAME, latent_cache_path, view_pixels, window_frame_indices, window_starts
 
@@ -75,9 +75,9 @@ def cache_clip_latents(clip: Clip, vae, num_frames: int, height: int, width: int
         reference = view_pixels(view, [REFERENCE_FRAME], height, width)
         mean, std = encode_latent_distribution(vae, reference[None])
         tensors["reference_mean"], tensors["reference_std"] = mean[0].contiguous(), std[0].contiguous()
-        partial = path.with_name(f".{path.name}.partial")
-        save_file(tensors, str(partial), metadata={"tag": tag, "num_frames": str(num_frames), "height": str(height), "width": str(width)})
-        os.replace(partial, path)
+        with atomic_write(path) as partial:
+            save_file(tensors, str(partial), metadata={"tag": tag, "num_frames": str(num_frames), "height": str(height),
+                                                       "width": str(width)})
         written.append(path)
     return written
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.clips import ClipDataset
 from dimo_engine.driving import BACKGROUND, person_box_from_alpha, square_box
 from dimo_engine.models.anchored_motion_encoder import box_features, view_frame_targets
@@ -91,9 +91,8 @@ def build_character_cache(root, split: str = "train", out: Path | None = None, p
             "hand_pose_6d": hand_pose_targets(motion["left_hand_pose"], motion["right_hand_pose"]),  # (F, 2, 15, 6)
             "views": views,
         })
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    torch.save({"fingerprint": fingerprint, "split": split, "clips": records}, partial)
-    os.replace(partial, out)
+    with atomic_write(out) as partial:
+        torch.save({"fingerprint": fingerprint, "split": split, "clips": records}, partial)
     return out
 
 

@@ -19,9 +19,7 @@ view's first `num_frames` frames and compared with its ground truth:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from blender_addon.core.atomic_io import write_json_atomic, write_text_atomic
 from dimo_engine.errors import InputError
 from training.baselines import NUM_BODY_JOINTS, control_maps
 
@@ -304,7 +303,7 @@ def run_benchmark(methods: dict, clips, locator, settings: BenchSettings, out_di
     if examples:
         write_contact_sheet(examples, out_dir / "contact_sheet.png")
     result = BenchResult(list(generators), rows, seconds)
-    _write_json_atomic(out_dir / "results.json", {"rows": rows, "summary": result.summary(), "seconds": seconds})
+    write_json_atomic(out_dir / "results.json", {"rows": rows, "summary": result.summary(), "seconds": seconds}, default=float)
     return result
 
 
@@ -335,12 +334,6 @@ def write_contact_sheet(examples, path, frames_per_row: int = 3) -> Path:
         sheet.paste(block, (0, top))
         top += block.height
     return write_png(np.asarray(sheet), path)
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(payload, indent=1, default=float))
-    os.replace(temporary, path)
 
 
 # -- the table -----------------------------------------------------------------------------------------------
@@ -441,8 +434,4 @@ def write_docs_section(path, text: str) -> Path:
         updated = before + section + rest.split(DOCS_END, 1)[1]
     else:
         updated = (current.rstrip() + "\n\n" if current.strip() else "") + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(updated)
-    os.replace(temporary, path)
-    return path
+    return write_text_atomic(path, updated)

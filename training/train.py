@@ -15,7 +15,6 @@ import faulthandler
 import gc
 import importlib.util
 import json
-import os
 import re
 import shutil
 import signal
@@ -30,6 +29,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from blender_addon.core.atomic_io import replace_folder
 from dimo_engine.clips import ClipDataset
 from training.cache_latents import encode_latent_distribution, sample_latents, vae_cache_tag
 from training.config import TrainConfig, config_as_dict, load_config, parse_set_overrides
@@ -170,7 +170,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, keep:
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        os.replace(partial, folder)
+        replace_folder(partial, folder)
         old = sorted((int(m.group(1)), p) for p in folder.parent.glob("step_*") if (m := CHECKPOINT_PATTERN.match(p.name)))
         for _, path in old[:-keep] if keep > 0 else []:
             shutil.rmtree(path)

@@ -56,6 +56,7 @@ def parse_models(specs: list[str]) -> dict[str, str]:
 def run(args) -> int:
     import platform
 
+    from blender_addon.core.atomic_io import write_text_atomic
     from dimo_engine.clips import ClipDataset
     from dimo_engine.errors import InputError
     from dimo_engine.pipelines import load_pipeline
@@ -100,10 +101,7 @@ def run(args) -> int:
         lines.extend(f"- {line}" for line in checks)
     text = "\n".join(lines)
     table_path = os.path.join(args.out, "table.md")
-    temporary = f"{table_path}.partial"
-    with open(temporary, "w") as handle:
-        handle.write(text + "\n")
-    os.replace(temporary, table_path)
+    write_text_atomic(table_path, text + "\n")
     if args.docs:
         write_docs_section(args.docs, text)
     print(text)
