@@ -23,12 +23,12 @@ from addon_scene import enable_addon, make_shot, point_preferences_at  # noqa: E
 
 def main_thread_steps(job) -> list[float]:
     """Drive the add-on's timer callback as Blender's event loop would; seconds of every call."""
-    from blender_addon import jobs
+    from blender_addon import long_work
 
     steps = []
     while not job.finished:
         started = time.perf_counter()
-        jobs.tick()
+        long_work.tick()
         steps.append(time.perf_counter() - started)
         time.sleep(0.01)
     return steps

@@ -32,12 +32,12 @@ def register():
 def unregister():
     import bpy
 
-    from . import engine_process, jobs, properties
+    from . import engine_process, long_work, properties
 
     classes = _classes()
     if not any(cls.is_registered for cls in classes):
         return
-    jobs.cancel_all()
+    long_work.cancel_all()
     engine_process.stop_local_engine()
     properties.detach()
     for cls in reversed(classes):

@@ -3,7 +3,7 @@ job to the engine from a background job, follow its progress, download the frame
 folders and load them as image sequences.
 
 `prepare_generate` (main thread, quick) and `run_generate` (worker, no bpy) are plain functions the
-tests call; `start_generate` wires them to the shared job mechanism in `jobs.py`.
+tests call; `start_generate` wires them to the shared job mechanism in `long_work.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import jobs, takes
+from . import long_work, takes
 from .engine_client import EngineClient, EngineError, JobStatus, as_sentence
 
 # The engine's frame rate when it has not said otherwise (GET /v1/info); and that of a zip of frames, which
@@ -222,7 +222,7 @@ def prepare_generate(scene, selected_objects=(), model_fps: float = DEFAULT_MODE
     )
 
 
-def run_generate(job: jobs.BackgroundJob, client: EngineClient, request: GenerateRequest) -> list[GeneratedTake]:
+def run_generate(job: long_work.BackgroundJob, client: EngineClient, request: GenerateRequest) -> list[GeneratedTake]:
     """Worker: send the job, follow it, download every camera's frames into a new take folder."""
     job_id = None
     try:
@@ -239,7 +239,7 @@ def run_generate(job: jobs.BackgroundJob, client: EngineClient, request: Generat
         if status.status == "failed":
             raise EngineError(as_sentence(status.error) if status.error else "The engine reported the job as failed without a reason; see the engine's log.")
         if status.status == "cancelled":
-            raise jobs.JobCancelled()
+            raise long_work.JobCancelled()
         return _download_takes(job, client, job_id, request)
     finally:
         shutil.rmtree(request.work_dir, ignore_errors=True)
@@ -250,7 +250,7 @@ def run_generate(job: jobs.BackgroundJob, client: EngineClient, request: Generat
                 pass  # the engine cleans old jobs itself
 
 
-def _follow_job(job: jobs.BackgroundJob, client: EngineClient, job_id: str) -> JobStatus:
+def _follow_job(job: long_work.BackgroundJob, client: EngineClient, job_id: str) -> JobStatus:
     failures = 0
     cancel_sent_at = None
     while True:
@@ -279,7 +279,7 @@ def _follow_job(job: jobs.BackgroundJob, client: EngineClient, job_id: str) -> J
         time.sleep(STATUS_POLL_S)
 
 
-def _download_takes(job: jobs.BackgroundJob, client: EngineClient, job_id: str, request: GenerateRequest) -> list[GeneratedTake]:
+def _download_takes(job: long_work.BackgroundJob, client: EngineClient, job_id: str, request: GenerateRequest) -> list[GeneratedTake]:
     frame_names = client.frame_names(job_id)
     if len(frame_names) != len(request.targets):
         raise EngineError(
@@ -317,10 +317,10 @@ def _download_takes(job: jobs.BackgroundJob, client: EngineClient, job_id: str, 
 
 # --- wiring to the job mechanism (main thread) ---------------------------------------------
 
-_current_job: jobs.BackgroundJob | None = None
+_current_job: long_work.BackgroundJob | None = None
 
 
-def current_job() -> jobs.BackgroundJob | None:
+def current_job() -> long_work.BackgroundJob | None:
     return _current_job
 
 
@@ -359,7 +359,7 @@ def load_generated_takes(request: GenerateRequest, results: list[GeneratedTake])
     return items
 
 
-def start_generate(client: EngineClient, request: GenerateRequest) -> jobs.BackgroundJob:
+def start_generate(client: EngineClient, request: GenerateRequest) -> long_work.BackgroundJob:
     """Run the request in the background; progress and results land in `window_manager.dimo_job`."""
     global _current_job
     if _current_job is not None and not _current_job.finished:
@@ -393,7 +393,7 @@ def start_generate(client: EngineClient, request: GenerateRequest) -> jobs.Backg
 
     state = _job_state()
     state.running, state.stage, state.progress, state.error, state.message = True, "starting", 0.0, "", "Starting"
-    _current_job = jobs.BackgroundJob(
+    _current_job = long_work.BackgroundJob(
         "generate",
         lambda job: run_generate(job, client, request),
         on_message=on_message,

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.blender
 def check_engine() -> str:
     import bpy
 
-    from blender_addon import jobs
+    from blender_addon import long_work
 
     bpy.ops.dimo.check_engine()
-    for job in jobs.active_jobs():
+    for job in long_work.active_jobs():
         run_until_finished(job)
     return bpy.context.window_manager.dimo_job.engine_status
 
@@ -107,12 +107,12 @@ def test_start_engine_with_a_missing_python_says_what_to_set(tmp_path):
 def test_local_engine_that_exits_reports_its_last_words(tmp_path):
     import bpy
 
-    from blender_addon import engine_process, jobs
+    from blender_addon import engine_process, long_work
 
     prefs = enable_addon()
     prefs.connection, prefs.python_executable, prefs.model_path = "LOCAL", sys.executable, str(tmp_path)
     assert bpy.ops.dimo.start_engine() == {"FINISHED"}
-    job = next(job for job in jobs.active_jobs() if job.name == "start-engine")
+    job = next(job for job in long_work.active_jobs() if job.name == "start-engine")
     run_until_finished(job, timeout_s=120)
     status = bpy.context.window_manager.dimo_job.engine_status
     assert job.state == "failed"

@@ -36,7 +36,7 @@ def blocking_request_s(client) -> float:
 def run_until_finished(job, timeout_s: float = 30.0, modal_operator=None) -> float:
     """Drive the shared timer callback (and the modal operator's timer step, if given) as Blender's
     event loop would; returns the longest single call."""
-    from blender_addon import jobs
+    from blender_addon import long_work
 
     longest = 0.0
     deadline = time.monotonic() + timeout_s
@@ -44,7 +44,7 @@ def run_until_finished(job, timeout_s: float = 30.0, modal_operator=None) -> flo
     while not job.finished:
         assert time.monotonic() < deadline, f"job {job.name} did not finish within {timeout_s} s"
         started = time.perf_counter()
-        jobs.tick()
+        long_work.tick()
         longest = max(longest, time.perf_counter() - started)
         if modal_operator is not None:
             started = time.perf_counter()

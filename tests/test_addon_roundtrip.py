@@ -26,9 +26,9 @@ def tiny_model(tmp_path_factory):
 
 
 def wait_for_background_job(name: str, timeout_s: float = 120.0):
-    from blender_addon import jobs
+    from blender_addon import long_work
 
-    job = next(job for job in reversed(jobs.active_jobs()) if job.name == name)
+    job = next(job for job in reversed(long_work.active_jobs()) if job.name == name)
     run_until_finished(job, timeout_s)
     return job
 

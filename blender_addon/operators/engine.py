@@ -2,7 +2,7 @@
 
 import bpy
 
-from .. import engine_process, jobs, preferences
+from .. import engine_process, long_work, preferences
 from ..engine_client import EngineError
 
 CHECK_TIMEOUT_S = 5.0
@@ -17,7 +17,7 @@ def _set_engine_status(text: str) -> None:
 
 def _in_background(name: str, work, describe_result) -> None:
     """Run `work()` as a background job; its result (described) or its error becomes the engine status."""
-    jobs.BackgroundJob(
+    long_work.BackgroundJob(
         name,
         lambda job: work(),
         on_done=lambda job, result: _set_engine_status(describe_result(result)),
