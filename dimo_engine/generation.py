@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from blender_addon.core.api_schema import STAGE_DONE, STAGE_GENERATING, Progress
 from blender_addon.core.camera_path import camera_fits_motion
 from dimo_engine.camera import CameraPath
 from dimo_engine.driving import (
@@ -31,17 +32,6 @@ from dimo_engine.errors import InputError
 
 class GenerationCancelled(Exception):
     """Raised from the denoising callback when the job was cancelled."""
-
-
-@dataclasses.dataclass
-class Progress:
-    stage: str = "queued"  # queued | encoding | generating | done
-    step: int = 0
-    total_steps: int = 0
-    frames_done: int = 0
-    frames_total: int = 0
-    fraction: float = 0.0
-    eta_s: float | None = None
 
 
 @dataclasses.dataclass
@@ -130,7 +120,7 @@ def reenact(
     window = int(pipe.config.num_frames)
     starts = window_starts(total, window, overlap)
     steps_per_call = settings.num_inference_steps or _default_steps(pipe)
-    progress = Progress(stage="generating", total_steps=steps_per_call * len(starts) * len(cameras),
+    progress = Progress(stage=STAGE_GENERATING, total_steps=steps_per_call * len(starts) * len(cameras),
                         frames_total=total * len(cameras))
     started = time.monotonic()
 
@@ -196,7 +186,7 @@ def reenact(
                 written = final
                 report(steps_done)
         results.append(blend_windows(chunks, starts, total, overlap))
-    progress.stage = "done"
+    progress.stage = STAGE_DONE
     report(steps_done)
     return results
 

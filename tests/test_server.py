@@ -2,6 +2,7 @@
 `dimo serve` process on loopback, and schemathesis against the OpenAPI schema (no 5xx)."""
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from PIL import Image
 
+from blender_addon.core import api_schema as api
 from blender_addon.core.camera_rigs import static_view
 from dimo_engine.camera import camera_path_to_dict
 from dimo_engine.pipelines import create_random_pipeline
@@ -463,6 +465,22 @@ def test_motion_cache_is_keyed_by_driving_bytes_and_model(tmp_path):
     cache.put("abc", model_id(first), motion)
     assert torch.equal(cache.get("abc", model_id(first)).body, motion.body)
     assert cache.get("abc", model_id(second)) is None and cache.get("abd", model_id(first)) is None
+
+
+def test_the_services_routes_and_upload_fields_are_the_shared_schemas(service):
+    _, runner, _ = service
+    openapi = create_app(runner, TOKEN).openapi()
+    served = {(method.upper(), path) for path, methods in openapi["paths"].items() for method in methods}
+    assert served == {(route.method, route.template) for route in api.ROUTES}
+    form = openapi["paths"][api.CREATE_JOB.template]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    fields = openapi["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]["properties"]
+    assert set(fields) == {api.UPLOAD_REFERENCE, api.UPLOAD_CAMERAS, api.UPLOAD_DRIVING, api.UPLOAD_MOTION,
+                           api.UPLOAD_REFERENCE_CAMERA, api.FORM_SETTINGS}
+    job = openapi["components"]["schemas"]["JobOut"]["properties"]
+    assert job["status"]["enum"] == list(api.JOB_STATUSES)
+    progress = openapi["components"]["schemas"]["Progress"]["properties"]
+    assert set(job) == {f.name for f in dataclasses.fields(api.JobStatus)}
+    assert set(progress) == {f.name for f in dataclasses.fields(api.Progress)}
 
 
 def test_unknown_job_is_404(service):

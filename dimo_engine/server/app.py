@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import secrets
+import time
 import shutil
 import zipfile
 from pathlib import Path
@@ -23,9 +24,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
+from blender_addon.core import api_schema as api
+from blender_addon.core.api_schema import Progress
 from dimo_engine import __version__
 from dimo_engine.errors import InputError
-from dimo_engine.server.jobs import TERMINAL_STATUSES, Job, JobRunner, QueueFull
+from dimo_engine.server.jobs import Job, JobRunner, QueueFull
 from dimo_engine.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, still_image_message
 
 _FRAME_NAME = re.compile(r"^[0-9]{4}\.png$")
@@ -37,7 +40,7 @@ class ErrorOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"]
+    status: Literal[api.HEALTH_OK]
     version: str
 
 
@@ -53,25 +56,15 @@ class InfoOut(BaseModel):
     limits: dict[str, int]
 
 
-class ProgressOut(BaseModel):
-    stage: str
-    step: int
-    total_steps: int
-    frames_done: int
-    frames_total: int
-    fraction: float
-    eta_s: float | None
-
-
 class JobCreatedOut(BaseModel):
     job_id: str
-    status: Literal["queued"]
+    status: Literal[api.QUEUED]
 
 
 class JobOut(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "done", "failed", "cancelled"]
-    progress: ProgressOut
+    status: Literal[api.JOB_STATUSES]
+    progress: Progress
     error: str | None
     cameras: int
 
@@ -130,11 +123,11 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
 
     app.add_middleware(RequestGate, token=token, runner=runner)
 
-    @app.get("/v1/health", response_model=HealthOut)
+    @app.get(api.HEALTH.template, response_model=HealthOut)
     def health():
-        return {"status": "ok", "version": __version__}
+        return {"status": api.HEALTH_OK, "version": __version__}
 
-    @app.get("/v1/info", response_model=InfoOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    @app.get(api.INFO.template, response_model=InfoOut, responses=_ERRORS, dependencies=[Depends(authorize)])
     def info():
         pipe, config = runner.pipe, runner.pipe.config
         return {
@@ -149,7 +142,7 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
             "limits": limits.to_dict(),
         }
 
-    @app.post("/v1/jobs", status_code=202, response_model=JobCreatedOut, responses=_ERRORS,
+    @app.post(api.CREATE_JOB.template, status_code=202, response_model=JobCreatedOut, responses=_ERRORS,
               dependencies=[Depends(authorize)])
     def create_job(
         reference: Annotated[UploadFile, File(description="Reference image of the character (PNG or JPEG).")],
@@ -168,71 +161,74 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
 
         try:
             inputs = folder / "inputs"
-            reference_path = save(reference, "reference", inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
-            camera_paths = [save(upload, "cameras", inputs / f"camera_{index:02d}.json", index + 1)
+            reference_path = save(reference, api.UPLOAD_REFERENCE, inputs / f"reference{_suffix(reference, IMAGE_SUFFIXES, '.png')}")
+            camera_paths = [save(upload, api.UPLOAD_CAMERAS, inputs / f"camera_{index:02d}.json", index + 1)
                             for index, upload in enumerate(cameras[: limits.max_cameras + 1])]
             driving_path = motion_path = reference_camera_path = None
             if driving is not None:
                 suffix = (Path(driving.filename or "").suffix or "").lower()
                 if suffix == ".zip":
-                    archive = save(driving, "driving", inputs / "driving.zip")
+                    archive = save(driving, api.UPLOAD_DRIVING, inputs / "driving.zip")
                     driving_path = _extract_frames(archive, inputs / "driving_frames",
                                                    limits.max_driving_frames, limits.max_upload_bytes)
                     labels[driving_path] = labels[archive]
                 elif suffix in VIDEO_SUFFIXES:
-                    driving_path = save(driving, "driving", inputs / f"driving{suffix}")
+                    driving_path = save(driving, api.UPLOAD_DRIVING, inputs / f"driving{suffix}")
                 elif suffix in IMAGE_SUFFIXES:
                     raise InputError(still_image_message(f"upload 'driving' ({_client_name(driving)})"))
                 else:
                     raise InputError(f"upload 'driving' ({_client_name(driving)}) has the unsupported type "
                                      f"'{suffix or 'none'}'; send an mp4, mov, webm or gif video, or a zip of PNG/JPEG frames")
             if motion is not None:
-                motion_path = save(motion, "motion", inputs / "motion.safetensors")
+                motion_path = save(motion, api.UPLOAD_MOTION, inputs / "motion.safetensors")
             if reference_camera is not None:
-                reference_camera_path = save(reference_camera, "reference_camera", inputs / "reference_camera.json")
+                reference_camera_path = save(reference_camera, api.UPLOAD_REFERENCE_CAMERA, inputs / "reference_camera.json")
             settings_dict = _parse_settings(settings)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         job = runner.submit(job_id, folder, reference_path, camera_paths, driving=driving_path, motion=motion_path,
                             reference_camera=reference_camera_path, settings=settings_dict, labels=labels)
-        return {"job_id": job.id, "status": "queued"}
+        return {"job_id": job.id, "status": api.QUEUED}
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    @app.get(api.JOB.template, response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
     def job_status(job_id: str):
         return job_or_404(job_id).to_dict()
 
-    @app.get("/v1/jobs/{job_id}/events", responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    @app.get(api.JOB_EVENTS.template, responses={**_ERRORS, 200: {"content": {api.EVENTS_MEDIA_TYPE: {}}}},
              dependencies=[Depends(authorize)])
     async def job_events(job_id: str):
         job = job_or_404(job_id)
 
         async def stream():
-            seen = -1
+            seen, quiet_since = -1, time.monotonic()
             while True:
                 version = job.version
                 if version != seen:
-                    seen = version
+                    seen, quiet_since = version, time.monotonic()
                     snapshot = job.to_dict()
-                    yield f"event: status\ndata: {json.dumps(snapshot)}\n\n"
-                    if snapshot["status"] in TERMINAL_STATUSES or job.deleted:
+                    yield api.format_event(api.STATUS_EVENT, snapshot)
+                    if snapshot["status"] in api.TERMINAL_STATUSES or job.deleted:
                         return
+                elif time.monotonic() - quiet_since >= api.HEARTBEAT_S:
+                    quiet_since = time.monotonic()
+                    yield api.HEARTBEAT
                 await asyncio.sleep(0.1)
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        return StreamingResponse(stream(), media_type=api.EVENTS_MEDIA_TYPE,
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    @app.post(api.CANCEL_JOB.template, response_model=JobOut, responses=_ERRORS, dependencies=[Depends(authorize)])
     def cancel_job(job_id: str):
         job = job_or_404(job_id)
         runner.cancel(job)
         return job.to_dict()
 
-    @app.get("/v1/jobs/{job_id}/frames", response_model=FramesOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    @app.get(api.FRAMES.template, response_model=FramesOut, responses=_ERRORS, dependencies=[Depends(authorize)])
     def list_frames(job_id: str):
         return {"cameras": job_or_404(job_id).frame_names()}
 
-    @app.get("/v1/jobs/{job_id}/frames/{camera_index}/{name}", response_class=FileResponse,
+    @app.get(api.FRAME.template, response_class=FileResponse,
              responses={**_ERRORS, 200: {"content": {"image/png": {}}}}, dependencies=[Depends(authorize)])
     def get_frame(job_id: str, camera_index: int, name: str):
         job = job_or_404(job_id)
@@ -241,10 +237,10 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
         path = job.camera_folder(camera_index) / name
         if not _FRAME_NAME.match(name) or not path.is_file():
             raise HTTPException(404, f"frame '{name[:32]}' of camera {camera_index} is not written (yet); "
-                                     f"list the written frames with GET /v1/jobs/{{id}}/frames")
+                                     f"list the written frames with {api.FRAMES.method} {api.FRAMES.template}")
         return FileResponse(path, media_type="image/png")
 
-    @app.delete("/v1/jobs/{job_id}", response_model=DeletedOut, responses=_ERRORS, dependencies=[Depends(authorize)])
+    @app.delete(api.DELETE_JOB.template, response_model=DeletedOut, responses=_ERRORS, dependencies=[Depends(authorize)])
     def delete_job(job_id: str):
         job = job_or_404(job_id)
         runner.delete(job)
@@ -277,7 +273,8 @@ class RequestGate:
         self.runner = runner
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or scope["path"] == "/v1/health":
+        if (scope["type"] != "http" or not scope["path"].startswith(api.API_PREFIX)
+                or any(scope["path"] == route.template for route in api.OPEN_ROUTES)):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -285,7 +282,7 @@ class RequestGate:
         if scheme.lower() != "bearer" or not _token_matches(given.strip(), self.token):
             await _answer(send, 401, _TOKEN_HELP, {"WWW-Authenticate": "Bearer"})
             return
-        if scope["method"] == "POST" and scope["path"] == "/v1/jobs" and self.runner.queue_is_full():
+        if api.CREATE_JOB.match(scope["method"], scope["path"]) is not None and self.runner.queue_is_full():
             await _answer(send, 429, self.runner.queue_full_message(), {"Retry-After": str(_RETRY_AFTER_S)})
             return
         max_bytes = self.runner.limits.max_upload_bytes
@@ -358,9 +355,9 @@ def _parse_settings(text: str | None) -> dict:
     try:
         settings = json.loads(text)
     except json.JSONDecodeError as error:
-        raise InputError(f"settings is not valid JSON ({error.msg}); send e.g. {{\"num_inference_steps\": 20}}") from None
+        raise InputError(f"{api.FORM_SETTINGS} is not valid JSON ({error.msg}); send e.g. {api.SETTINGS_EXAMPLE}") from None
     if not isinstance(settings, dict):
-        raise InputError("settings must be a JSON object like {\"num_inference_steps\": 20, \"seed\": 0}")
+        raise InputError(f"{api.FORM_SETTINGS} must be a JSON object like {api.SETTINGS_EXAMPLE}")
     return settings
 
 

@@ -18,18 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from blender_addon.core import api_schema as api
+from blender_addon.core.api_schema import JobStatus, Progress
 from dimo_engine.camera import load_camera_path
 from dimo_engine.driving import (MAX_MOTION_FRAMES, check_driving_length, content_hash, encode_driving, load_motion_file,
                                  motion_num_frames, read_driving)
 from dimo_engine.errors import InputError
-from dimo_engine.generation import GenerationCancelled, GenerationSettings, Progress, conform_camera, reenact
+from dimo_engine.generation import GenerationCancelled, GenerationSettings, conform_camera, reenact
 from dimo_engine.motion_cache import MotionCache, model_id
 from dimo_engine.video_io import read_image, write_png
 
 logger = logging.getLogger(__name__)
-
-TERMINAL_STATUSES = ("done", "failed", "cancelled")
-
 
 class QueueFull(Exception):
     """A new job while `Limits.max_queued_jobs` wait already (HTTP 429 with Retry-After)."""
@@ -57,7 +56,7 @@ class Job:
         self.id = job_id
         self.folder = folder
         self.num_cameras = num_cameras
-        self.status = "queued"
+        self.status = api.QUEUED
         self.progress = Progress()
         self.error: str | None = None
         self.version = 0
@@ -78,7 +77,7 @@ class Job:
 
     def update(self, **fields) -> None:
         with self._lock:
-            if self.status in TERMINAL_STATUSES and "status" not in fields:
+            if self.status in api.TERMINAL_STATUSES and "status" not in fields:
                 return  # late progress from a finished job must not move its numbers
             for name, value in fields.items():
                 setattr(self, name, value)
@@ -86,7 +85,7 @@ class Job:
 
     def set_progress(self, progress: Progress) -> None:
         with self._lock:
-            if self.status in TERMINAL_STATUSES:
+            if self.status in api.TERMINAL_STATUSES:
                 return
             # Progress only moves forward, whatever order updates arrive in.
             progress.fraction = max(progress.fraction, self.progress.fraction)
@@ -97,13 +96,7 @@ class Job:
 
     def to_dict(self) -> dict:
         with self._lock:
-            return {
-                "job_id": self.id,
-                "status": self.status,
-                "progress": dataclasses.asdict(self.progress),
-                "error": self.error,
-                "cameras": self.num_cameras,
-            }
+            return JobStatus(self.id, self.status, self.progress, self.error, self.num_cameras).to_dict()
 
     def camera_folder(self, camera_index: int) -> Path:
         return self.folder / "outputs" / f"camera_{camera_index:02d}"
@@ -153,7 +146,7 @@ class JobRunner:
             return self._queue_is_full_locked()
 
     def _queue_is_full_locked(self) -> bool:
-        return sum(job.status == "queued" for job in self.jobs.values()) >= self.limits.max_queued_jobs
+        return sum(job.status == api.QUEUED for job in self.jobs.values()) >= self.limits.max_queued_jobs
 
     def queue_full_message(self) -> str:
         return (f"{self.limits.max_queued_jobs} jobs are already waiting, the most this engine queues; "
@@ -231,15 +224,15 @@ class JobRunner:
 
     def cancel(self, job: Job) -> None:
         job.cancel_requested.set()
-        if job.status == "queued":
-            job.update(status="cancelled")
+        if job.status == api.QUEUED:
+            job.update(status=api.CANCELLED)
 
     def delete(self, job: Job) -> None:
         with self._jobs_lock:
             self.jobs.pop(job.id, None)
         job.deleted = True
         self.cancel(job)
-        if job.status != "running":
+        if job.status != api.RUNNING:
             shutil.rmtree(job.folder, ignore_errors=True)
         # A running job's folder is removed by the worker once the job stops.
 
@@ -257,19 +250,20 @@ class JobRunner:
             if job_id is None:
                 return
             job = self.get(job_id)
-            if job is None or job.status != "queued":
+            if job is None or job.status != api.QUEUED:
                 continue
-            job.update(status="running")
+            job.update(status=api.RUNNING)
             try:
                 self._run(job)
-                job.update(status="done", progress=dataclasses.replace(job.progress, stage="done", fraction=1.0, eta_s=0.0))
+                job.update(status=api.DONE, progress=dataclasses.replace(job.progress, stage=api.STAGE_DONE, fraction=1.0,
+                                                                         eta_s=0.0))
             except GenerationCancelled:
-                job.update(status="cancelled")
+                job.update(status=api.CANCELLED)
             except InputError as error:
-                job.update(status="failed", error=job.public(str(error)))
+                job.update(status=api.FAILED, error=job.public(str(error)))
             except Exception as error:  # the service must outlive any one job
                 logger.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                job.update(status="failed", error=job.public(f"the engine failed on this job ({type(error).__name__}: "
+                job.update(status=api.FAILED, error=job.public(f"the engine failed on this job ({type(error).__name__}: "
                                                              f"{error}); see the server log"))
             finally:
                 job.inputs = {}
@@ -278,7 +272,7 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         inputs = job.inputs
-        job.set_progress(dataclasses.replace(job.progress, stage="encoding"))
+        job.set_progress(dataclasses.replace(job.progress, stage=api.STAGE_ENCODING))
         motion = self._motion_for(inputs)
         if job.cancel_requested.is_set():
             raise GenerationCancelled()
