@@ -317,11 +317,12 @@ def _download_takes(job: long_work.BackgroundJob, client: EngineClient, job_id: 
 
 # --- wiring to the job mechanism (main thread) ---------------------------------------------
 
-_current_job: long_work.BackgroundJob | None = None
+JOB_NAME = "generate"
 
 
 def current_job() -> long_work.BackgroundJob | None:
-    return _current_job
+    """The last Generate job of this session, finished or not."""
+    return long_work.latest_job(JOB_NAME)
 
 
 def _job_state():
@@ -361,8 +362,7 @@ def load_generated_takes(request: GenerateRequest, results: list[GeneratedTake])
 
 def start_generate(client: EngineClient, request: GenerateRequest) -> long_work.BackgroundJob:
     """Run the request in the background; progress and results land in `window_manager.dimo_job`."""
-    global _current_job
-    if _current_job is not None and not _current_job.finished:
+    if long_work.is_running(JOB_NAME):
         raise ValueError("A DiMo job is already running; wait for it or cancel it.")
 
     def on_message(_job, message):
@@ -375,30 +375,29 @@ def start_generate(client: EngineClient, request: GenerateRequest) -> long_work.
     def on_done(_job, results):
         items = load_generated_takes(request, results)
         state = _job_state()
-        state.running, state.progress, state.stage, state.error = False, 1.0, "done", ""
+        state.progress, state.stage, state.error = 1.0, "done", ""
         state.message = "Loaded " + ", ".join(f"{item.name} ({item.num_frames} frames)" for item in items)
         _redraw_panels()
 
     def on_error(_job, sentence):
         state = _job_state()
-        state.running, state.stage, state.error = False, "failed", sentence
+        state.stage, state.error = "failed", sentence
         state.message = ""
         _redraw_panels()
 
     def on_cancelled(_job):
         state = _job_state()
-        state.running, state.stage, state.error = False, "cancelled", ""
+        state.stage, state.error = "cancelled", ""
         state.message = "Cancelled; no take was written."
         _redraw_panels()
 
     state = _job_state()
-    state.running, state.stage, state.progress, state.error, state.message = True, "starting", 0.0, "", "Starting"
-    _current_job = long_work.BackgroundJob(
-        "generate",
+    state.stage, state.progress, state.error, state.message = "starting", 0.0, "", "Starting"
+    return long_work.BackgroundJob(
+        JOB_NAME,
         lambda job: run_generate(job, client, request),
         on_message=on_message,
         on_done=on_done,
         on_error=on_error,
         on_cancelled=on_cancelled,
     ).start()
-    return _current_job

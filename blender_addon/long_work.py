@@ -1,8 +1,12 @@
-"""The one way the add-on runs long work: a background thread, a queue to the main thread, and a
-`bpy.app.timers` callback (or a modal operator's timer) that drains it.
+"""The one way the add-on runs long work, and the one place its jobs live.
 
-Work functions run off the main thread and must not touch `bpy`; they `post` messages, which the
-main thread applies in small, fast handlers. This keeps every main-thread step far below 50 ms.
+A job is a `BackgroundJob`: `work(job)` runs in a daemon thread, must not touch `bpy`, and `post`s
+messages; or a `StepsJob`, for work that must run on the main thread (Blender renders): a generator of
+(done, total) advanced one step per poll. The main thread `poll`s a job, from the shared
+`bpy.app.timers` callback `tick` or from the modal operator that started it (`operators/stepped.py`
+for steps, Generate for its engine job), and applies what it posted in small, fast handlers, so every
+main-thread step stays far below 50 ms. `latest_job(name)` finds a job by name, finished or not; the
+window manager's `dimo_job` only shows its progress and messages.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class BackgroundJob:
     def __init__(
         self,
         name: str,
-        work: Callable[["BackgroundJob"], Any],
+        work: Callable[["BackgroundJob"], Any] | None,
         on_message: Callable[["BackgroundJob", Any], None] | None = None,
         on_done: Callable[["BackgroundJob", Any], None] | None = None,
         on_error: Callable[["BackgroundJob", str], None] | None = None,
@@ -89,6 +93,7 @@ class BackgroundJob:
 
     def start(self) -> "BackgroundJob":
         self.state = "running"
+        _latest[self.name] = self
         self._thread = threading.Thread(target=self._run, name=f"dimo-{self.name}", daemon=True)
         self._thread.start()
         _active_jobs.append(self)
@@ -139,11 +144,74 @@ class BackgroundJob:
             self._thread.join(timeout)
 
 
-_active_jobs: list[BackgroundJob] = []
+class StepsJob(BackgroundJob):
+    """Main-thread work: `steps` is a generator of (done, total); each `poll` runs one step and hands
+    (done, total) to `on_message`. A cancel closes the generator, which runs its clean-up (nothing
+    half-written stays). Only its owner polls it (the modal operator's timer, or `run_to_end`)."""
+
+    def __init__(self, name: str, steps, **handlers):
+        super().__init__(name, work=None, **handlers)
+        self._steps = steps
+
+    def start(self) -> "StepsJob":
+        self.state = "running"
+        _latest[self.name] = self
+        return self
+
+    def poll(self) -> bool:
+        if self.finished:
+            return True
+        try:
+            if self._cancel.is_set():
+                self._steps.close()
+                self.state = "cancelled"
+                if self.on_cancelled:
+                    self.on_cancelled(self)
+                return True
+            try:
+                done, total = next(self._steps)
+            except StopIteration:
+                self.state = "done"
+                if self.on_done:
+                    self.on_done(self, None)
+                return True
+            if self.on_message:
+                self.on_message(self, (done, total))
+        except Exception as error:  # a failing step is reported as a sentence, like a worker's error
+            if not isinstance(error, (ValueError, RuntimeError, OSError)):
+                traceback.print_exc()
+            self._steps.close()
+            self.state, self.error = "failed", str(error).strip() or type(error).__name__
+            if self.on_error:
+                self.on_error(self, self.error)
+        return self.finished
+
+    def run_to_end(self) -> "StepsJob":
+        """Every step at once (scripts, background mode: no window to drive a timer)."""
+        self.start()
+        while not self.poll():
+            pass
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        pass  # no thread: a main-thread job stops when its owner stops polling it
+
+
+_active_jobs: list[BackgroundJob] = []  # jobs the shared timer polls
+_latest: dict[str, BackgroundJob] = {}  # the last job started under each name, finished or not
 
 
 def active_jobs() -> list[BackgroundJob]:
     return list(_active_jobs)
+
+
+def latest_job(name: str) -> BackgroundJob | None:
+    return _latest.get(name)
+
+
+def is_running(name: str) -> bool:
+    job = _latest.get(name)
+    return job is not None and not job.finished
 
 
 def tick() -> float | None:
@@ -165,11 +233,12 @@ def _ensure_timer() -> None:
 
 def cancel_all(timeout: float = 2.0) -> None:
     """On unregister: ask every job to stop and let their threads end."""
-    for job in list(_active_jobs):
+    for job in [*_active_jobs, *_latest.values()]:
         job.request_cancel()
     for job in list(_active_jobs):
         job.join(timeout)
     _active_jobs.clear()
+    _latest.clear()
     try:
         import bpy
 

@@ -62,7 +62,6 @@ class DIMO_PG_render_clips(bpy.types.PropertyGroup):
     denoise: BoolProperty(name="Denoise", default=False)
     split: EnumProperty(name="Split", items=(("TRAIN", "Train", ""), ("TEST", "Test", "")), default="TRAIN")
     seed: IntProperty(name="Seed", default=0, min=0)
-    running: BoolProperty(default=False, options={"SKIP_SAVE"})
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
 
 
@@ -120,9 +119,9 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
 
 
 class DIMO_PG_job(bpy.types.PropertyGroup):
-    """Live state of the running DiMo job and of the engine connection (never saved)."""
+    """What the panels show of the Generate job and of the engine connection (never saved); whether a job
+    runs is asked of the job itself (`long_work.latest_job`)."""
 
-    running: BoolProperty(default=False)
     stage: StringProperty(default="")
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     message: StringProperty(default="")

@@ -115,7 +115,7 @@ def test_register_and_unregister_called_twice_do_not_raise():
 def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
     import bpy
 
-    from blender_addon import generation, ui
+    from blender_addon import long_work, ui
     from blender_addon.ui import panels
 
     enable_addon()
@@ -136,13 +136,15 @@ def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
 
     # While a job runs the panel shows progress and Cancel instead of Generate.
     running = SimpleNamespace(finished=False)
-    original = generation._current_job
-    generation._current_job = running
+    original = long_work._latest.get("generate")
+    long_work._latest["generate"] = running
     try:
         state.progress, state.message = 0.4, "Denoising 40%"
         layout = draw_panel(panels.DIMO_PT_generate, context)
     finally:
-        generation._current_job = original
+        long_work._latest.pop("generate")
+        if original is not None:
+            long_work._latest["generate"] = original
     assert layout.names("progress") == [pytest.approx(0.4)]
     assert "dimo.cancel" in layout.names("operator") and "dimo.generate" not in layout.names("operator")
 

@@ -1,4 +1,4 @@
-"""The one mechanism for long main-thread work: a generator advanced by a modal operator's timer."""
+"""Long main-thread work: a generator run as a `long_work.StepsJob`, polled by a modal operator's timer."""
 
 from types import SimpleNamespace
 
@@ -77,6 +77,19 @@ def test_escape_closes_the_generator_so_its_clean_up_runs():
     operator.modal(context, _event("TIMER"))
     assert operator.modal(context, _event("ESC")) == {"CANCELLED"}
     assert operator.cleaned_up and operator.ended_count == 1
+    assert operator.reports == [("WARNING", "Cancelled.")]
+
+
+def test_a_cancel_asked_of_the_job_ends_it_at_the_next_timer_tick():
+    from blender_addon import long_work
+
+    operator, context = _Counting(total=5), _context()
+    operator.invoke(context, _event("NONE"))
+    operator.modal(context, _event("TIMER"))
+    assert long_work.is_running("_Counting")
+    long_work.latest_job("_Counting").request_cancel()  # what a Cancel button does
+    assert operator.modal(context, _event("TIMER")) == {"CANCELLED"}
+    assert operator.cleaned_up and not long_work.is_running("_Counting")
     assert operator.reports == [("WARNING", "Cancelled.")]
 
 

@@ -3,6 +3,7 @@ camera rig, written as clip dataset folders; one frame per timer tick, with prog
 
 import bpy
 
+from .. import long_work
 from ..clip_renderer.scene_clips import iter_render_scene_clips
 from .stepped import SteppedOperator
 
@@ -29,17 +30,10 @@ class DIMO_OT_render_training_clips(SteppedOperator, bpy.types.Operator):
         )
 
     def started(self, context):
-        context.scene.dimo.render_clips.running = True
         context.scene.dimo.render_clips.progress = 0.0
-
-    def cancel_requested(self, context):
-        return not context.scene.dimo.render_clips.running
 
     def progress(self, context, done, total):
         context.scene.dimo.render_clips.progress = done / total
-
-    def ended(self, context):
-        context.scene.dimo.render_clips.running = False
 
     def finished(self, context):
         return f"Training clips written to {bpy.path.abspath(context.scene.dimo.render_clips.output_dir)}"
@@ -51,8 +45,12 @@ class DIMO_OT_cancel_training_clips(bpy.types.Operator):
     bl_idname = "dimo.cancel_training_clips"
     bl_label = "Cancel"
 
+    @classmethod
+    def poll(cls, context):
+        return long_work.is_running(DIMO_OT_render_training_clips.bl_idname)
+
     def execute(self, context):
-        context.scene.dimo.render_clips.running = False
+        long_work.latest_job(DIMO_OT_render_training_clips.bl_idname).request_cancel()
         return {"FINISHED"}
 
 

@@ -1,19 +1,26 @@
-"""Long main-thread work (Blender renders) without freezing the interface, done one way everywhere:
-the work is a generator that yields (done, total) after each small step; a modal operator advances it
-from a timer, shows progress, and Esc cancels by closing the generator, which cleans up after itself."""
+"""Operators whose long work must run on the main thread (Blender renders), built on the add-on's one
+job mechanism (`long_work.StepsJob`): the work is a generator that yields (done, total) after each small
+step; the modal operator's timer polls the job, shows progress, and Esc (or `request_cancel` on the job)
+cancels it by closing the generator, which cleans up after itself."""
+
+from .. import long_work
 
 
 class SteppedOperator:
     """Mixin for an operator whose work is `steps(context)`, a generator of (done, total).
 
     Subclasses define `steps` and `finished(context) -> str` (the report when all steps ran), and may
-    override `started`, `progress`, `ended` and `cancel_requested`. Without a window (scripts,
-    background mode) `execute` runs every step at once.
+    override `started`, `progress` and `ended`. Without a window (scripts,
+    background mode) `execute` runs every step at once. The job is `long_work.latest_job(job_name)`.
     """
 
     cancel_message = "Cancelled."
-    _steps = None
+    _job = None
     _timer = None
+
+    @property
+    def job_name(self) -> str:
+        return getattr(self, "bl_idname", type(self).__name__)
 
     def steps(self, context):
         raise NotImplementedError
@@ -30,24 +37,27 @@ class SteppedOperator:
     def ended(self, context):
         """Runs once after the last step, a cancel or an error."""
 
-    def cancel_requested(self, context) -> bool:
-        return False
-
     def execute(self, context):
         try:
-            for _ in self.steps(context):
-                pass
+            job = long_work.StepsJob(self.job_name, self.steps(context))
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
+        try:
+            job.run_to_end()
         finally:
             self.ended(context)
+        if job.state == "failed":
+            self.report({"ERROR"}, job.error)
+            return {"CANCELLED"}
         self.report({"INFO"}, self.finished(context))
         return {"FINISHED"}
 
     def invoke(self, context, event):
         try:
-            self._steps = self.steps(context)
+            self._job = long_work.StepsJob(
+                self.job_name, self.steps(context), on_message=lambda job, step: self._progress(context, *step)
+            ).start()
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -59,31 +69,29 @@ class SteppedOperator:
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        if event.type == "ESC" or self.cancel_requested(context):
-            self._steps.close()  # runs the generator's clean-up: nothing half-written stays
-            self._end(context)
-            self.report({"WARNING"}, self.cancel_message)
-            return {"CANCELLED"}
-        if event.type != "TIMER":
+        if event.type == "ESC":
+            self._job.request_cancel()
+        elif event.type != "TIMER":
             return {"PASS_THROUGH"}
-        try:
-            done, total = next(self._steps)
-        except StopIteration:
-            self._end(context)
+        if not self._job.poll():
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        if self._job.state == "done":
             self.report({"INFO"}, self.finished(context))
             return {"FINISHED"}
-        except (ValueError, RuntimeError) as error:
-            self._end(context)
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+        if self._job.state == "failed":
+            self.report({"ERROR"}, self._job.error)
+        else:
+            self.report({"WARNING"}, self.cancel_message)
+        return {"CANCELLED"}
+
+    def _progress(self, context, done: int, total: int):
         self.progress(context, done, total)
         context.window_manager.progress_update(done / total)
         for area in context.screen.areas if context.screen else ():
             area.tag_redraw()
-        return {"RUNNING_MODAL"}
 
     def _end(self, context):
         context.window_manager.progress_end()
         context.window_manager.event_timer_remove(self._timer)
         self.ended(context)
-

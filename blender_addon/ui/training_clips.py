@@ -2,6 +2,7 @@
 
 import bpy
 
+from .. import long_work
 from .panels import DiMoSidebar
 
 
@@ -26,7 +27,7 @@ class DIMO_PT_training_clips(DiMoSidebar, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(settings, "split", expand=True)
         layout.prop(settings, "seed")
-        if settings.running:
+        if long_work.is_running("dimo.render_training_clips"):
             layout.progress(factor=settings.progress, text=f"Rendering {settings.progress:.0%}")
             layout.operator("dimo.cancel_training_clips", icon="CANCEL")
         else:
