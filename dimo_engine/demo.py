@@ -256,8 +256,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
 
     out = Path(settings.out).expanduser()
     check_out_folder(out)
-    generation = GenerationSettings(num_inference_steps=settings.steps, seed=settings.seed)
-    generation.validate("command line")
+    generation = GenerationSettings.from_dict({"num_inference_steps": settings.steps, "seed": settings.seed}, "command line")
     if settings.frames is not None and not 2 <= settings.frames <= 1000:
         raise InputError(f"--frames is {settings.frames}; use 2 to 1000 frames")
     clock = StageClock(log)

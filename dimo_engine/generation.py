@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from blender_addon.core import api_schema as api
 from blender_addon.core.api_schema import STAGE_DONE, STAGE_GENERATING, Progress
 from blender_addon.core.camera_path import camera_fits_motion
 from dimo_engine.camera import CameraPath
@@ -34,36 +36,46 @@ class GenerationCancelled(Exception):
     """Raised from the denoising callback when the job was cancelled."""
 
 
-@dataclasses.dataclass
-class GenerationSettings:
-    """Sampler settings; None leaves the pipeline's own default."""
+def _setting(name: str, optional: bool):
+    """A settings field typed and ranged after the shared schema; strict, so `true`, `20.0` or "20" are refused."""
+    bounds = api.SETTINGS[name]
+    value = Annotated[bounds.kind, Field(strict=True, ge=bounds.low, le=bounds.high, allow_inf_nan=False)]
+    return value | None if optional else value
 
-    num_inference_steps: int | None = None
-    motion_guidance_scale: float | None = None
-    seed: int = 0
+
+class GenerationSettings(BaseModel):
+    """Sampler settings; None leaves the pipeline's own default.
+
+    `from_dict` reads what a person gave (a service job's `settings`, the CLI's flags): a bad value or an
+    unknown field is an InputError naming the field and what it must be. Built with keywords in code, a bad
+    value is pydantic's ValidationError.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    num_inference_steps: _setting("num_inference_steps", optional=True) = None
+    motion_guidance_scale: _setting("motion_guidance_scale", optional=True) = None
+    seed: _setting("seed", optional=False) = 0
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "settings") -> "GenerationSettings":
+    def from_dict(cls, data: object, source: str = "settings") -> "GenerationSettings":
         if not isinstance(data, dict):
-            raise InputError(f"{source} must be a JSON object like {{\"num_inference_steps\": 20, \"seed\": 0}}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"{source} has unknown field(s) {unknown}; use only {sorted(known)}")
-        settings = cls(**data)
-        settings.validate(source)
-        return settings
+            raise InputError(f"{source} must be a JSON object like {api.SETTINGS_EXAMPLE}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise _input_error(error, source) from None
 
-    def validate(self, source: str = "settings") -> None:
-        steps = self.num_inference_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 200):
-            raise InputError(f"{source}: num_inference_steps must be an integer from 1 to 200, got {steps!r}")
-        scale = self.motion_guidance_scale
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                                  or not np.isfinite(scale) or not 0.0 <= scale <= 30.0):
-            raise InputError(f"{source}: motion_guidance_scale must be a number from 0 to 30, got {scale!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise InputError(f"{source}: seed must be a non-negative integer, got {self.seed!r}")
+
+def _input_error(error: ValidationError, source: str) -> InputError:
+    """The first problem pydantic found, as the one sentence a person gets."""
+    known = sorted(GenerationSettings.model_fields)
+    problems = error.errors()
+    unknown = sorted(str(problem["loc"][0]) for problem in problems if problem["type"] == "extra_forbidden")
+    if unknown:
+        return InputError(f"{source} has unknown field(s) {unknown}; use only {known}")
+    name = str(problems[0]["loc"][0])
+    return InputError(f"{source}: {name} must be {api.SETTINGS[name].requirement}, got {problems[0]['input']!r}")
 
 
 def conform_camera(camera: CameraPath, num_frames: int, model_fps: float, source: str = "camera path") -> CameraPath:

@@ -84,3 +84,28 @@ def test_reenact_encodes_the_reference_once_per_job_and_gives_the_same_frames(jo
     before = reenact(PictureEveryWindow(pipe, picture), reference, motion, cameras, settings=settings)
     for got, expected in zip(frames, before):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("given, words", [
+    ({"num_inference_steps": 0}, "settings: num_inference_steps must be an integer from 1 to 200, got 0"),
+    ({"num_inference_steps": 20.0}, "num_inference_steps must be an integer from 1 to 200, got 20.0"),
+    ({"num_inference_steps": True}, "num_inference_steps must be an integer from 1 to 200, got True"),
+    ({"motion_guidance_scale": float("nan")}, "motion_guidance_scale must be a number from 0 to 30, got nan"),
+    ({"motion_guidance_scale": "2"}, "motion_guidance_scale must be a number from 0 to 30, got '2'"),
+    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"seed": 1, "steps": 20}, "settings has unknown field(s) ['steps']; use only "
+                               "['motion_guidance_scale', 'num_inference_steps', 'seed']"),
+    ([20], "settings must be a JSON object like"),
+])
+def test_bad_settings_are_one_input_error_naming_the_field(given, words):
+    from dimo_engine.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        GenerationSettings.from_dict(given)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_settings_keep_the_pipelines_defaults_and_take_whole_numbers_as_scales():
+    assert GenerationSettings.from_dict({}) == GenerationSettings()
+    settings = GenerationSettings.from_dict({"num_inference_steps": 200, "motion_guidance_scale": 3, "seed": 2**63 - 1})
+    assert (settings.num_inference_steps, settings.motion_guidance_scale, settings.seed) == (200, 3.0, 2**63 - 1)

@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no camera given; add --camera PATH.json or --camera-phrase 'orbit left 90 degrees'")
     out = args.out.expanduser().resolve()
     check_out_folder(out, args.out)
-    settings = GenerationSettings(num_inference_steps=args.steps, motion_guidance_scale=args.guidance, seed=args.seed)
-    settings.validate("command line")
+    settings = GenerationSettings.from_dict(
+        {"num_inference_steps": args.steps, "motion_guidance_scale": args.guidance, "seed": args.seed}, "command line")
 
     # Read and check every input before the model loads and before anything is written.
     from dimo_engine.layer_compositing import DEFAULT_BACKGROUND, background_plate, composite_layer

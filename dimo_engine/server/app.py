@@ -150,7 +150,7 @@ def create_app(runner: JobRunner, token: str) -> FastAPI:
         driving: Annotated[UploadFile | None, File(description="Driving video (mp4, mov, webm, gif) or a zip of images.")] = None,
         motion: Annotated[UploadFile | None, File(description="Motion tokens (.safetensors) from 'dimo encode-motion'.")] = None,
         reference_camera: Annotated[UploadFile | None, File(description="Camera path JSON of the reference image.")] = None,
-        settings: Annotated[str | None, Form(description="JSON: num_inference_steps, motion_guidance_scale, seed.")] = None,
+        settings: Annotated[str | None, Form(description=f"JSON: {', '.join(api.SETTINGS)}.")] = None,
     ):
         job_id, folder = runner.new_job_folder()
         labels: dict[Path, str] = {}
