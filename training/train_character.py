@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import signal
 import time
 import tomllib
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import turned_anchors
@@ -226,9 +226,8 @@ def _checkpoint_path(config: CharacterTrainConfig, stage: str) -> Path:
 def _save_checkpoint(path: Path, pipe, optimizer, step: int, log: list) -> None:
     state = {"step": step, "optimizer": optimizer.state_dict(), "log": log,
              "models": module_weights(pipe)}
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        torch.save(state, partial)
 
 
 def _load_models(pipe, state: dict) -> None:
