@@ -43,7 +43,7 @@ def main() -> None:
 
     import bpy
 
-    from blender_addon import generation, preferences
+    from blender_addon import generate_job, generate_request, preferences
 
     enable_addon()
     print("| job | timer steps | longest (ms) | median (ms) | one blocking request (ms) |")
@@ -55,7 +55,7 @@ def main() -> None:
             shot_dir.mkdir()
             scene = make_shot(shot_dir)
             client = preferences.engine_client(bpy.context)
-            steps = main_thread_steps(generation.start_generate(client, generation.prepare_generate(scene, [])))
+            steps = main_thread_steps(generate_job.start_generate(client, generate_request.prepare_generate(scene, [])))
             started = time.perf_counter()
             client.info()
             request = time.perf_counter() - started

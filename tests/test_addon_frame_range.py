@@ -22,13 +22,13 @@ def _clip(path, frames: int, fps: float):
 
 
 def test_a_range_longer_than_the_clip_names_the_end_frame_that_fits(tmp_path):
-    from blender_addon import generation
+    from blender_addon import generate_request
 
     scene = make_shot(tmp_path, frame_end=250)
     scene.render.fps, scene.render.fps_base = 24, 1.0
     scene.dimo.driving_video = str(_clip(tmp_path / "dance.mp4", 48, 24.0))  # 2 s
     with pytest.raises(ValueError) as refused:
-        generation.prepare_generate(scene, [])
+        generate_request.prepare_generate(scene, [])
     message = str(refused.value)
     assert "frame range 1-250 is 250 frames at 24 fps (10.4 s)" in message, message
     assert "dance.mp4 lasts 2.0 s (24 frames at the model's 12 fps)" in message, message
@@ -38,12 +38,12 @@ def test_a_range_longer_than_the_clip_names_the_end_frame_that_fits(tmp_path):
     scene.dimo.use_scene_range = False
     scene.dimo.frame_start, scene.dimo.frame_end = 10, 30
     with pytest.raises(ValueError, match="set End in the DiMo panel's frame range to 57 "):
-        generation.prepare_generate(scene, [])
+        generate_request.prepare_generate(scene, [])
 
 
 @pytest.mark.parametrize("end", [48, 1])
 def test_the_ranges_it_names_are_the_ones_the_engine_accepts(tmp_path, end):
-    from blender_addon import generation
+    from blender_addon import generate_request
     from dimo_engine.camera import load_camera_path
     from dimo_engine.generation import conform_camera
     from dimo_engine.video_io import resample_indices
@@ -51,7 +51,7 @@ def test_the_ranges_it_names_are_the_ones_the_engine_accepts(tmp_path, end):
     scene = make_shot(tmp_path, frame_end=end)
     scene.render.fps, scene.render.fps_base = 24, 1.0
     scene.dimo.driving_video = str(_clip(tmp_path / "dance.mp4", 48, 24.0))
-    request = generation.prepare_generate(scene, [])
+    request = generate_request.prepare_generate(scene, [])
     camera = load_camera_path(request.targets[0].camera_file)
     conform_camera(camera, resample_indices(48, 24.0, 12.0).size, 12.0)  # raises if the engine would refuse it
 
@@ -85,23 +85,23 @@ def test_a_motion_file_and_a_zip_of_frames_are_measured_too(tmp_path):
 
     from PIL import Image
 
-    from blender_addon import generation
+    from blender_addon import generate_request
     from dimo_engine.pipelines import MotionTokens
 
     motion = tmp_path / "walk.safetensors"
     MotionTokens(torch.zeros(1, 30, 22, 4), torch.zeros(1, 30, 2, 4)).save(motion)
-    assert generation.driving_clip_length(motion) == (30, 12.0)
+    assert generate_request.driving_clip_length(motion) == (30, 12.0)
     archive = tmp_path / "frames.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for index in range(36):
             buffer = io.BytesIO()
             Image.new("RGB", (4, 4)).save(buffer, format="PNG")
             bundle.writestr(f"{index:04d}.png", buffer.getvalue())
-    assert generation.driving_clip_length(archive) == (36, 24.0)
+    assert generate_request.driving_clip_length(archive) == (36, 24.0)
     scene = make_shot(tmp_path, frame_end=250)
     scene.render.fps, scene.render.fps_base = 24, 1.0
     scene.dimo.driving_video = str(motion)
     with pytest.raises(ValueError, match="walk.safetensors lasts 2.5 s .* End frame to 60 "):
-        generation.prepare_generate(scene, [])
+        generate_request.prepare_generate(scene, [])
     # A file Blender cannot read is left to the engine, which says what is wrong with it.
-    assert generation.driving_clip_length(tmp_path / "shot.blend") is None
+    assert generate_request.driving_clip_length(tmp_path / "shot.blend") is None

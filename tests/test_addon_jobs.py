@@ -78,11 +78,11 @@ class ModalStandIn:
 def start_generate(scene):
     import bpy
 
-    from blender_addon import generation, preferences
+    from blender_addon import generate_job, generate_request, preferences
 
     client = preferences.engine_client(bpy.context)
-    request = generation.prepare_generate(scene, [])
-    return generation.start_generate(client, request)
+    request = generate_request.prepare_generate(scene, [])
+    return generate_job.start_generate(client, request)
 
 
 def take_images() -> set[str]:
@@ -121,14 +121,14 @@ def addon(tmp_path_factory):
 def test_generate_with_slow_engine_keeps_main_thread_free_and_loads_a_take(tmp_path):
     import bpy
 
-    from blender_addon import generation, preferences
+    from blender_addon import generate_job, preferences
 
     scene = make_shot(tmp_path)
     with FakeEngine(delay_s=0.25, num_frames=5, steps=3) as engine:
         point_preferences_at(engine.url, engine.token)
         # The operator path: invoke starts the modal operator and the background job.
         assert bpy.ops.dimo.generate("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
-        job = generation.current_job()
+        job = generate_job.current_job()
         modal = ModalStandIn(job)
         longest = run_until_finished(job, modal_operator=modal)
         assert job.state == "done", bpy.context.window_manager.dimo_job.error
@@ -170,15 +170,15 @@ def test_engine_down_gives_one_sentence_and_loads_nothing(tmp_path):
 def test_slow_engine_times_out_with_one_sentence(tmp_path):
     import bpy
 
-    from blender_addon import generation
+    from blender_addon import generate_job, generate_request
     from blender_addon.engine_client import EngineClient
 
     scene = make_shot(tmp_path)
     with FakeEngine(delay_s=1.5) as engine:
         images_before = take_images()
-        request = generation.prepare_generate(scene, [])
+        request = generate_request.prepare_generate(scene, [])
         client = EngineClient(engine.url, engine.token, timeout=0.3)
-        job = generation.start_generate(client, request)
+        job = generate_job.start_generate(client, request)
         longest = run_until_finished(job)
         request_s = blocking_request_s(client)  # waits out the client's timeout
     error = bpy.context.window_manager.dimo_job.error
@@ -212,7 +212,7 @@ def test_engine_errors_reach_the_panel_and_nothing_is_half_loaded(tmp_path, engi
 def test_esc_cancels_on_the_engine_and_writes_no_take(tmp_path):
     import bpy
 
-    from blender_addon import generation
+    from blender_addon import generate_job
 
     scene = make_shot(tmp_path)
     with FakeEngine(steps=1000) as engine:
@@ -226,7 +226,7 @@ def test_esc_cancels_on_the_engine_and_writes_no_take(tmp_path):
         run_until_finished(job, modal_operator=modal)
         assert engine.cancelled == ["job1"]
         assert modal.result == {"CANCELLED"} and modal.reports[-1][0] == {"WARNING"}
-    assert job.state == "cancelled" and generation.current_job() is job
+    assert job.state == "cancelled" and generate_job.current_job() is job
     assert bpy.context.window_manager.dimo_job.stage == "cancelled"
     assert_nothing_loaded(scene, tmp_path, images_before)
 
@@ -234,26 +234,26 @@ def test_esc_cancels_on_the_engine_and_writes_no_take(tmp_path):
 def test_bad_shot_settings_are_refused_before_anything_is_sent(tmp_path):
     import bpy
 
-    from blender_addon import generation
+    from blender_addon import generate_request
 
     scene = make_shot(tmp_path)
     scene.dimo.anchor = None
     with pytest.raises(ValueError, match="No character anchor is set"):
-        generation.prepare_generate(scene, [])
+        generate_request.prepare_generate(scene, [])
     scene.dimo.anchor = bpy.data.objects["Anchor"]
     scene.dimo.driving_video = str(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="missing.mp4 does not exist"):
-        generation.prepare_generate(scene, [])
+        generate_request.prepare_generate(scene, [])
     scene.dimo.target_cameras = "MARKERS"
     scene.dimo.driving_video = scene.dimo.reference_image
     with pytest.raises(ValueError, match="No timeline marker"):
-        generation.prepare_generate(scene, [])
+        generate_request.prepare_generate(scene, [])
 
 
 def test_marker_cameras_each_get_their_own_take(tmp_path):
     import bpy
 
-    from blender_addon import generation
+    from blender_addon import generate_request
 
     scene = make_shot(tmp_path)
     first = scene.camera
@@ -266,7 +266,7 @@ def test_marker_cameras_each_get_their_own_take(tmp_path):
     scene.dimo.target_cameras = "MARKERS"
     for obj in scene.objects:
         obj.select_set(obj == second)
-    assert [c.name for c in generation.target_camera_objects(scene, bpy.context.selected_objects, "SELECTED")] == [second.name]
+    assert [c.name for c in generate_request.target_camera_objects(scene, bpy.context.selected_objects, "SELECTED")] == [second.name]
     with FakeEngine() as engine:
         point_preferences_at(engine.url, engine.token)
         job = start_generate(scene)

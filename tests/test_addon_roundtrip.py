@@ -36,7 +36,7 @@ def wait_for_background_job(name: str, timeout_s: float = 120.0):
 def test_generate_round_trip_through_a_real_engine(tmp_path, tiny_model):
     import bpy
 
-    from blender_addon import engine_process, generation, preferences
+    from blender_addon import engine_process, generate_job, generate_request, preferences
 
     prefs = enable_addon()
     prefs.connection = "LOCAL"
@@ -62,7 +62,7 @@ def test_generate_round_trip_through_a_real_engine(tmp_path, tiny_model):
         assert scene.dimo.reference_camera.endswith("reference_001.json")
 
         assert bpy.ops.dimo.generate("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
-        job = generation.current_job()
+        job = generate_job.current_job()
         started = time.perf_counter()
         longest = run_until_finished(job, timeout_s=300)
         job_s = time.perf_counter() - started
@@ -79,7 +79,7 @@ def test_generate_round_trip_through_a_real_engine(tmp_path, tiny_model):
 
         # A long second job is cancelled on the engine and leaves no take behind.
         scene.dimo.num_inference_steps = 200
-        job = generation.start_generate(preferences.engine_client(bpy.context), generation.prepare_generate(scene, []))
+        job = generate_job.start_generate(preferences.engine_client(bpy.context), generate_request.prepare_generate(scene, []))
         assert bpy.ops.dimo.cancel() == {"FINISHED"}
         run_until_finished(job, timeout_s=120)
         assert job.state == "cancelled", (job.state, state.error)

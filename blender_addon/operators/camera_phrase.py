@@ -4,7 +4,7 @@ character frame of the anchor, for quick shot blocking."""
 import bpy
 import numpy as np
 
-from ..generation import frame_range
+from ..generate_request import frame_range
 
 
 def camera_from_phrase(scene, phrase: str, anchor_obj):

@@ -2,7 +2,7 @@
 
 import bpy
 
-from .. import generation, preferences
+from .. import generate_job, generate_request, preferences
 from ..engine_client import EngineError
 
 MODAL_TIMER_S = 0.1
@@ -19,14 +19,14 @@ class DIMO_OT_generate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        job = generation.current_job()
+        job = generate_job.current_job()
         return job is None or job.finished
 
     def invoke(self, context, event):
         try:
             client = preferences.engine_client(context)
-            request = generation.prepare_generate(context.scene, context.selected_objects)
-            self._job = generation.start_generate(client, request)
+            request = generate_request.prepare_generate(context.scene, context.selected_objects)
+            self._job = generate_job.start_generate(client, request)
         except (EngineError, ValueError) as error:
             context.window_manager.dimo_job.error = str(error)
             self.report({"ERROR"}, str(error))
@@ -77,11 +77,11 @@ class DIMO_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        job = generation.current_job()
+        job = generate_job.current_job()
         return job is not None and not job.finished
 
     def execute(self, context):
-        generation.current_job().request_cancel()
+        generate_job.current_job().request_cancel()
         context.window_manager.dimo_job.stage = "cancelling"
         return {"FINISHED"}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import bpy
 
 from .. import driving_render, reference_render, takes
-from ..generation import frame_range
+from ..generate_request import frame_range
 from .stepped import SteppedOperator
 
 DRIVING_SIZE_PX = 128

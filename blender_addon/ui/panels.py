@@ -3,7 +3,7 @@ target cameras and frame range, settings, progress, and the take list."""
 
 import bpy
 
-from .. import generation
+from .. import generate_job
 
 
 class DiMoSidebar:
@@ -103,7 +103,7 @@ class DIMO_PT_generate(DiMoSidebar, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         state = context.window_manager.dimo_job
-        job = generation.current_job()
+        job = generate_job.current_job()
         running = job is not None and not job.finished
         if running:
             layout.progress(factor=state.progress, type="BAR", text=state.message or state.stage)
