@@ -483,6 +483,16 @@ def test_the_services_routes_and_upload_fields_are_the_shared_schemas(service):
     assert set(progress) == {f.name for f in dataclasses.fields(api.Progress)}
 
 
+@pytest.mark.parametrize("flag, value", [("--max-side", "0"), ("--max-cameras", "-2"), ("--max-upload-mb", "0")])
+def test_serve_refuses_a_limit_below_one_before_the_model_loads(tmp_path, capsys, flag, value):
+    from dimo_engine.cli.main import main
+
+    assert main(["serve", "--port", "0", "--token-file", str(tmp_path / "serve.json"), "--model", str(tmp_path / "nowhere"),
+                 flag, value]) == 2
+    assert f"{flag} {value} is not a limit; give a whole number of at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "serve.json").exists()
+
+
 def test_unknown_job_is_404(service):
     client, _, _ = service
     for method, path in [("GET", "/v1/jobs/nope"), ("POST", "/v1/jobs/nope/cancel"), ("GET", "/v1/jobs/nope/frames"),

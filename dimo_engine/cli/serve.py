@@ -58,13 +58,20 @@ def write_token_file(path: Path, url: str, token: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from dimo_engine.server import JobRunner, Limits, create_app
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port} is not a port number; give 0..65535 (0 picks a free one)")
-    limits = Limits(max_upload_bytes=args.max_upload_mb * 2**20, max_side=args.max_side,
-                    max_motion_frames=args.max_frames, max_cameras=args.max_cameras)
+    flags = {"max_upload_bytes": ("--max-upload-mb", args.max_upload_mb), "max_side": ("--max-side", args.max_side),
+             "max_motion_frames": ("--max-frames", args.max_frames), "max_cameras": ("--max-cameras", args.max_cameras)}
+    try:
+        limits = Limits(max_upload_bytes=args.max_upload_mb * 2**20, max_side=args.max_side,
+                        max_motion_frames=args.max_frames, max_cameras=args.max_cameras)
+    except ValidationError as error:
+        flag, value = flags[str(error.errors()[0]["loc"][0])]
+        raise InputError(f"{flag} {value} is not a limit; give a whole number of at least 1") from None
     sock = bind_socket(args.host, args.port)  # before the slow model load, so a busy port fails fast
     pipe, model_path = load_model_from_args(args)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="dimo-serve-"))

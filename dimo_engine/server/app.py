@@ -28,7 +28,7 @@ from blender_addon.core import api_schema as api
 from blender_addon.core.api_schema import Progress
 from dimo_engine import __version__
 from dimo_engine.errors import InputError
-from dimo_engine.server.jobs import Job, JobRunner, QueueFull
+from dimo_engine.server.jobs import Job, JobRunner, Limits, QueueFull
 from dimo_engine.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, still_image_message
 
 _FRAME_NAME = re.compile(r"^[0-9]{4}\.png$")
@@ -53,7 +53,7 @@ class InfoOut(BaseModel):
     fps: float
     width: int
     height: int
-    limits: dict[str, int]
+    limits: Limits
 
 
 class JobCreatedOut(BaseModel):

@@ -15,8 +15,10 @@ import time
 import traceback
 import uuid
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from blender_addon.core import api_schema as api
 from blender_addon.core.api_schema import JobStatus, Progress
@@ -30,23 +32,27 @@ from dimo_engine.video_io import read_image, write_png
 
 logger = logging.getLogger(__name__)
 
+_Positive = Annotated[int, Field(strict=True, ge=1)]
+
+
 class QueueFull(Exception):
     """A new job while `Limits.max_queued_jobs` wait already (HTTP 429 with Retry-After)."""
 
 
-@dataclasses.dataclass
-class Limits:
-    """What one job may ask for; anything beyond is answered with a clear 4xx."""
+class Limits(BaseModel):
+    """What one job may ask for; anything beyond is answered with a clear 4xx. Each is a whole number of at least 1."""
 
-    max_upload_bytes: int = 512 * 1024 * 1024
-    max_side: int = 4096
-    max_driving_frames: int = 3000  # frames of the uploaded video, before resampling
-    max_motion_frames: int = MAX_MOTION_FRAMES  # frames at the model's fps, what is generated per camera
-    max_cameras: int = 16
-    max_queued_jobs: int = 16  # jobs waiting for the worker; more are refused so a loop cannot fill the disk
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    max_upload_bytes: _Positive = 512 * 1024 * 1024
+    max_side: _Positive = 4096
+    max_driving_frames: _Positive = 3000  # frames of the uploaded video, before resampling
+    max_motion_frames: _Positive = MAX_MOTION_FRAMES  # frames at the model's fps, what is generated per camera
+    max_cameras: _Positive = 16
+    max_queued_jobs: _Positive = 16  # jobs waiting for the worker; more are refused so a loop cannot fill the disk
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
 class Job:
