@@ -14,9 +14,7 @@ from . import long_work, takes
 from .engine_client import EngineClient, EngineError, JobStatus, as_sentence
 from .generate_request import GenerateRequest
 
-STATUS_POLL_S = 0.5
-# How many status polls in a row may fail before the job is given up as lost.
-MAX_POLL_FAILURES = 5
+# How long a cancelled job may go on before the engine is given up as stuck.
 CANCEL_WAIT_S = 30.0
 
 
@@ -56,24 +54,18 @@ def run_generate(job: long_work.BackgroundJob, client: EngineClient, request: Ge
 
 
 def _follow_job(job: long_work.BackgroundJob, client: EngineClient, job_id: str) -> JobStatus:
-    failures = 0
+    """The job's last status, following its event stream (or polls); on the artist's cancel, ask the engine once."""
     cancel_sent_at = None
-    while True:
-        try:
-            status = client.job_status(job_id)
-            failures = 0
-        except EngineError:
-            failures += 1
-            if failures >= MAX_POLL_FAILURES:
-                raise
-            status = None
+    last = None
+    for status in client.follow_job(job_id):
         if status is not None:
-            job.post({"stage": status.progress.get("stage") or status.status, "fraction": status.fraction, "status": status.status})
+            last = status
+            job.post({"stage": status.stage, "fraction": status.fraction, "status": status.status})
             if status.finished:
                 return status
         if job.cancel_requested:
             if cancel_sent_at is None:
-                job.post({"stage": "cancelling", "fraction": status.fraction if status else 0.0})
+                job.post({"stage": "cancelling", "fraction": last.fraction if last else 0.0})
                 try:
                     client.cancel_job(job_id)
                 except EngineError:
@@ -81,7 +73,7 @@ def _follow_job(job: long_work.BackgroundJob, client: EngineClient, job_id: str)
                 cancel_sent_at = time.monotonic()
             elif time.monotonic() - cancel_sent_at > CANCEL_WAIT_S:
                 raise EngineError(f"The engine did not confirm the cancel within {CANCEL_WAIT_S:g} s; restart the engine.")
-        time.sleep(STATUS_POLL_S)
+    raise EngineError("The engine stopped reporting the job before it ended; see the engine's log.")
 
 
 def _download_takes(job: long_work.BackgroundJob, client: EngineClient, job_id: str, request: GenerateRequest) -> list[GeneratedTake]:

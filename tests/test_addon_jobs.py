@@ -136,6 +136,7 @@ def test_generate_with_slow_engine_keeps_main_thread_free_and_loads_a_take(tmp_p
     assert modal.result == {"FINISHED"} and modal.reports[-1][0] == {"INFO"}
     assert longest < MAIN_THREAD_SHARE_OF_A_REQUEST * request_s, (
         f"a timer callback held the main thread {longest * 1000:.1f} ms; one engine request takes {request_s * 1000:.1f} ms")
+    assert engine.streamed == ["job1"] and engine.status_polls == []  # progress came through the event stream
     upload = engine.uploads[0]
     assert {"reference", "driving", "cameras", "settings"} <= set(upload)
     assert len(upload["cameras"]) == 1
@@ -248,6 +249,19 @@ def test_bad_shot_settings_are_refused_before_anything_is_sent(tmp_path):
     scene.dimo.driving_video = scene.dimo.reference_image
     with pytest.raises(ValueError, match="No timeline marker"):
         generate_request.prepare_generate(scene, [])
+
+
+def test_an_engine_without_an_event_stream_is_polled_for_the_same_take(tmp_path):
+    import bpy
+
+    scene = make_shot(tmp_path)
+    with FakeEngine(events=False, steps=2) as engine:
+        point_preferences_at(engine.url, engine.token)
+        job = start_generate(scene)
+        run_until_finished(job)
+        assert job.state == "done", bpy.context.window_manager.dimo_job.error
+    assert engine.streamed == [] and engine.status_polls == ["job1"] * 3
+    assert [(t.take, t.num_frames) for t in scene.dimo.takes] == [("take_001", 5)]
 
 
 def test_marker_cameras_each_get_their_own_take(tmp_path):
