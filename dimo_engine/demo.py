@@ -251,7 +251,8 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
     from dimo_engine.body import load_body_model
     from dimo_engine.clip_plan import write_plan
     from dimo_engine.clips import load_clip
-    from dimo_engine.driving import DEFAULT_OVERLAP, encode_driving
+    from dimo_engine.driving import encode_driving
+    from dimo_engine.frame_windows import DEFAULT_OVERLAP
     from dimo_engine.generation import GenerationSettings, reenact
 
     out = Path(settings.out).expanduser()

@@ -20,16 +20,10 @@ from blender_addon.core import api_schema as api
 from blender_addon.core.api_schema import STAGE_DONE, STAGE_GENERATING, Progress
 from blender_addon.core.camera_path import camera_fits_motion
 from dimo_engine.camera import CameraPath
-from dimo_engine.driving import (
-    BACKGROUND,
-    DEFAULT_OVERLAP,
-    blend_windows,
-    motion_num_frames,
-    pad_to_window,
-    slice_motion,
-    window_starts,
-)
+from dimo_engine.driving import motion_num_frames
 from dimo_engine.errors import InputError
+from dimo_engine.frame_windows import DEFAULT_OVERLAP, blend_windows, overlapping_window_starts, pad_to_window, slice_motion
+from dimo_engine.person_crop import BACKGROUND
 
 
 class GenerationCancelled(Exception):
@@ -130,7 +124,7 @@ def reenact(
     settings = settings or GenerationSettings()
     total = motion_num_frames(motion)
     window = int(pipe.config.num_frames)
-    starts = window_starts(total, window, overlap)
+    starts = overlapping_window_starts(total, window, overlap)
     steps_per_call = settings.num_inference_steps or _default_steps(pipe)
     progress = Progress(stage=STAGE_GENERATING, total_steps=steps_per_call * len(starts) * len(cameras),
                         frames_total=total * len(cameras))

@@ -11,7 +11,7 @@ from PIL import Image
 from dimo_engine.camera import load_camera_path
 from dimo_engine.cli.main import main
 from dimo_engine.demo import CAMERA_PHRASE, DEMO_FAMILIES
-from dimo_engine.driving import DEFAULT_OVERLAP
+from dimo_engine.frame_windows import DEFAULT_OVERLAP
 from dimo_engine.pipelines import create_random_pipeline
 from dimo_engine.video_io import read_video
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dimo_engine import driving, video_io
+from dimo_engine import driving, frame_windows, person_crop, video_io
 from dimo_engine.errors import InputError
 
 
@@ -94,20 +94,20 @@ def test_alpha_crop_centres_the_person():
     assert model_input.shape == (4, 3, 32, 32)
     # The person fills the middle of the crop; the corners are the neutral background.
     assert model_input[:, :, 16, 16].min() > 0.95
-    assert torch.allclose(model_input[:, :, 0, 0], torch.full((4, 3), driving.BACKGROUND), atol=0.02)
+    assert torch.allclose(model_input[:, :, 0, 0], torch.full((4, 3), person_crop.BACKGROUND), atol=0.02)
     with pytest.raises(InputError, match="at least 2"):
         driving.prepare_driving_frames(frames[:1], 12.0, 12.0, 32, 32)
 
 
 def test_windows_cover_and_blend_seamlessly():
-    starts = driving.window_starts(30, 9, overlap=4)
+    starts = frame_windows.overlapping_window_starts(30, 9, overlap=4)
     assert starts[0] == 0 and starts[-1] == 21 and all(b - a <= 5 for a, b in zip(starts, starts[1:]))
     signal = np.sin(np.arange(30) / 3.0)[:, None]  # (30, 1)
     chunks = [signal[s : s + 9] for s in starts]
-    assert np.allclose(driving.blend_windows(chunks, starts, 30, 4), signal)
+    assert np.allclose(frame_windows.blend_windows(chunks, starts, 30, 4), signal)
     # Windows that disagree are cross-faded: the result stays between them, without jumps.
     shifted = [chunk + (i % 2) for i, chunk in enumerate(chunks)]
-    blended = driving.blend_windows(shifted, starts, 30, 4)
+    blended = frame_windows.blend_windows(shifted, starts, 30, 4)
     assert np.abs(np.diff(blended[:, 0] - signal[:, 0])).max() < 0.5
 
 

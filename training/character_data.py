@@ -18,7 +18,7 @@ import torch
 
 from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.clips import ClipDataset
-from dimo_engine.driving import BACKGROUND, person_box_from_alpha, square_box
+from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, square_box
 from dimo_engine.models.anchored_motion_encoder import box_features, view_frame_targets
 from dimo_engine.models.motion_encoder import body_pose_targets, hand_pose_targets
 from training.pairs import PAIR_KINDS, REFERENCE_FRAME, choose_views
