@@ -8,7 +8,7 @@ import torch
 
 from dimo_engine.clips import ClipDataset
 from tests.fixtures_clips import write_dataset
-from training.pairs import PAIR_KINDS, SampleNumbers, ViewPairDataset, window_starts
+from training.pairs import PAIR_KINDS, SampleNumbers, ViewPairDataset, training_window_starts
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def _dataset(clips, **kwargs):
 
 
 def test_window_starts_cover_the_clip():
-    assert window_starts(7, 5, 2) == [0, 2]
-    assert window_starts(3, 5, 4) == [0]  # short clips give one padded window
+    assert training_window_starts(7, 5, 2) == [0, 2]
+    assert training_window_starts(3, 5, 4) == [0]  # short clips give one padded window
 
 
 def test_three_pair_kinds_with_correct_cameras(clips):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.clips import Clip, ClipDataset
-from training.pairs import REFERENCE_FRAME, latent_cache_path, view_pixels, window_frame_indices, window_starts
+from training.pairs import REFERENCE_FRAME, latent_cache_path, training_window_starts, view_pixels, window_frame_indices
 
 
 def vae_cache_tag(vae) -> str:
@@ -62,7 +62,7 @@ def cache_clip_latents(clip: Clip, vae, num_frames: int, height: int, width: int
                        overwrite: bool = False) -> list[Path]:
     """Write the latent cache of every view of `clip`; returns the files written (existing ones with the same tag are kept)."""
     written = []
-    starts = window_starts(clip.num_frames, num_frames, window_stride)
+    starts = training_window_starts(clip.num_frames, num_frames, window_stride)
     for view in clip.views.values():
         path = latent_cache_path(view, num_frames, height, width)
         if path.is_file() and not overwrite and _cache_tag_of(path) == tag:

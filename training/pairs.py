@@ -21,8 +21,10 @@ PAIR_KINDS = ("same_view", "cross_view", "moving_camera")
 REFERENCE_FRAME = 0  # the reference image is the character at the clip's first frame, seen from a still view
 
 
-def window_starts(clip_frames: int, num_frames: int, stride: int) -> list[int]:
-    """Start frames of the temporal windows of a clip; a clip shorter than a window has one, padded with its last frame."""
+def training_window_starts(clip_frames: int, num_frames: int, stride: int) -> list[int]:
+    """Start frames of a clip's training windows, every `stride` frames (the last frames may be left out; unlike
+    the engine's `frame_windows.overlapping_window_starts`, which covers every frame); a clip shorter than a
+    window has one, padded with its last frame."""
     return list(range(0, max(clip_frames - num_frames, 0) + 1, max(stride, 1)))
 
 
@@ -132,7 +134,7 @@ class ViewPairDataset(torch.utils.data.Dataset):
         self.items = [
             (clip_index, start)
             for clip_index, path in enumerate(clips.clip_paths)
-            for start in window_starts(clips[clip_index].num_frames, num_frames, window_stride)
+            for start in training_window_starts(clips[clip_index].num_frames, num_frames, window_stride)
         ]
 
     def __len__(self) -> int:
