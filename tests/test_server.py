@@ -500,6 +500,42 @@ def test_unknown_job_is_404(service):
         assert client.request(method, path, headers=AUTH).status_code == 404
 
 
+def test_the_addon_client_follows_the_real_service_through_its_event_stream(service, inputs, tmp_path):
+    import socket
+    import threading
+
+    import uvicorn
+
+    from blender_addon.engine_client import EngineClient
+
+    _, runner, pipe = service
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(runner, TOKEN), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    (tmp_path / "ref.png").write_bytes(inputs["reference"])
+    (tmp_path / "drive.mp4").write_bytes(inputs["driving"])
+    (tmp_path / "cam.json").write_text(json.dumps(inputs["camera"]))
+    pipe.step_delay = 1.5 * api.HEARTBEAT_S  # a step longer than a heartbeat
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        client = EngineClient(f"http://127.0.0.1:{sock.getsockname()[1]}", TOKEN, timeout=2 * api.HEARTBEAT_S)
+        job_id = client.submit_job(tmp_path / "ref.png", [tmp_path / "cam.json"], driving=tmp_path / "drive.mp4",
+                                   settings={"num_inference_steps": 2, "seed": 1})
+        followed = list(client.follow_job(job_id))
+    finally:
+        pipe.step_delay = 0.0
+        server.should_exit = True
+        thread.join(10)
+    statuses = [status for status in followed if status is not None]
+    assert None in followed  # heartbeats kept the stream alive through the slow steps
+    assert statuses[-1].status == api.DONE and statuses[-1].progress.stage == api.STAGE_DONE
+    fractions = [status.fraction for status in statuses]
+    assert fractions == sorted(fractions) and api.STAGE_GENERATING in {status.stage for status in statuses}
+
+
 @pytest.mark.slow
 def test_dimo_serve_process_on_loopback_streams_events(tmp_path, inputs):
     model = tmp_path / "model"
