@@ -58,6 +58,7 @@ def run_generate(files: dict, clip: str, out: str) -> str:
 def run_service_job(files: dict, clip: str, work: str) -> str:
     from fastapi.testclient import TestClient
 
+    from blender_addon.core import api_schema as api
     from dimo_engine.pipelines import load_pipeline
     from dimo_engine.server import JobRunner, create_app
 
@@ -65,14 +66,15 @@ def run_service_job(files: dict, clip: str, work: str) -> str:
     auth = {"Authorization": "Bearer t"}
     with TestClient(create_app(runner, "t")) as client:
         with open(files["reference"], "rb") as ref, open(files["camera"], "rb") as cam, open(clip, "rb") as drive:
-            answer = client.post("/v1/jobs", headers=auth, data={"settings": json.dumps({"num_inference_steps": 1})},
-                                 files=[("reference", ("ref.png", ref)), ("cameras", ("cam.json", cam)),
-                                        ("driving", ("clip.mp4", drive))])
+            answer = client.post(api.CREATE_JOB.path(), headers=auth,
+                                 data={api.FORM_SETTINGS: json.dumps({"num_inference_steps": 1})},
+                                 files=[(api.UPLOAD_REFERENCE, ("ref.png", ref)), (api.UPLOAD_CAMERAS, ("cam.json", cam)),
+                                        (api.UPLOAD_DRIVING, ("clip.mp4", drive))])
         if answer.status_code != 202:
             runner.shutdown()
             return "refused"
         job_id = answer.json()["job_id"]
-        while (status := client.get(f"/v1/jobs/{job_id}", headers=auth).json()["status"]) in ("queued", "running"):
+        while (status := client.get(api.JOB.path(job_id=job_id), headers=auth).json()["status"]) not in api.TERMINAL_STATUSES:
             time.sleep(0.2)
     runner.shutdown()
     return status
