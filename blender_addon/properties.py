@@ -12,6 +12,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from .core.api_schema import SETTINGS
+
 # Paths are stored "//"-relative so a shot folder can move with its blend file.
 BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
 
@@ -100,9 +102,12 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
     use_scene_range: BoolProperty(name="Scene Frame Range", default=True)
     frame_start: IntProperty(name="Start", default=1, min=0)
     frame_end: IntProperty(name="End", default=17, min=0)
-    num_inference_steps: IntProperty(name="Steps", default=20, min=1, max=200)
-    motion_guidance_scale: FloatProperty(name="Motion Guidance", default=2.0, min=0.0, max=20.0)
-    seed: IntProperty(name="Seed", default=0, min=0)
+    num_inference_steps: IntProperty(name="Steps", default=20, min=SETTINGS["num_inference_steps"].low,
+                                     max=SETTINGS["num_inference_steps"].high)
+    # The panel offers up to 20 of the engine's 30.
+    motion_guidance_scale: FloatProperty(name="Motion Guidance", default=2.0, min=SETTINGS["motion_guidance_scale"].low,
+                                         max=20.0)
+    seed: IntProperty(name="Seed", default=0, min=SETTINGS["seed"].low)
     resolution: EnumProperty(name="Resolution", items=RESOLUTION_PRESETS, default="128")
     use_image_plane: BoolProperty(
         name="Image Plane", description="Also show the take on a plane in front of the camera", default=False
