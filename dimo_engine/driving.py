@@ -1,6 +1,7 @@
 """Where a driving video becomes motion tokens: resample to the model's fps, crop the person
 (`person_crop`), encode in overlapping windows (`frame_windows`) blended into one consistent token
-sequence. Also the content hash that keys the motion cache and the length checks of a driving clip.
+sequence (`motion_file` reads it back once saved). Also the content hash that keys the motion cache
+and the length checks of a driving clip.
 """
 
 from __future__ import annotations
@@ -85,10 +86,6 @@ def prepare_driving_frames(frames: np.ndarray, fps: float, model_fps: float, hei
     return crop_frames(frames, square_box(box, frames.shape[2], frames.shape[1]), height, width)
 
 
-def motion_num_frames(motion) -> int:
-    return int(motion.body.shape[1])
-
-
 def has_trained_locator(pipe) -> bool:
     locator = getattr(pipe, "keypoint_locator", None)
     return locator is not None and bool(getattr(locator.config, "trained", False))
@@ -128,19 +125,3 @@ def encode_driving(pipe, frames: np.ndarray, fps: float, overlap: int = DEFAULT_
         body=blend_windows([p.body for p in pieces], starts, total, overlap, axis=1),
         hands=blend_windows([p.hands for p in pieces], starts, total, overlap, axis=1),
     )
-
-
-def load_motion_file(path: str | os.PathLike, what: str = "motion file"):
-    """MotionTokens from a `.safetensors` written by `dimo encode-motion`, or a clear InputError."""
-    from dimo_engine.pipelines import MotionTokens
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {path} does not exist; run 'dimo encode-motion VIDEO --out {path.name}' first")
-    try:
-        return MotionTokens.load(path)
-    except InputError:
-        raise
-    except Exception as error:  # safetensors raises its own types for truncated or foreign files
-        raise InputError(f"{what} {path.name} is not a motion file written by 'dimo encode-motion' "
-                         f"({type(error).__name__}); encode the driving video again") from error

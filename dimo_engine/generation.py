@@ -20,9 +20,9 @@ from blender_addon.core import api_schema as api
 from blender_addon.core.api_schema import STAGE_DONE, STAGE_GENERATING, Progress
 from blender_addon.core.camera_path import camera_fits_motion
 from dimo_engine.camera import CameraPath
-from dimo_engine.driving import motion_num_frames
 from dimo_engine.errors import InputError
 from dimo_engine.frame_windows import DEFAULT_OVERLAP, blend_windows, overlapping_window_starts, pad_to_window, slice_motion
+from dimo_engine.motion_file import motion_num_frames
 from dimo_engine.person_crop import BACKGROUND
 
 
