@@ -481,6 +481,7 @@ def test_the_services_routes_and_upload_fields_are_the_shared_schemas(service):
     progress = openapi["components"]["schemas"]["Progress"]["properties"]
     assert set(job) == {f.name for f in dataclasses.fields(api.JobStatus)}
     assert set(progress) == {f.name for f in dataclasses.fields(api.Progress)}
+    assert set(openapi["components"]["schemas"]["InfoOut"]["properties"]) == set(api.INFO_FIELDS)
 
 
 @pytest.mark.parametrize("flag, value", [("--max-side", "0"), ("--max-cameras", "-2"), ("--max-upload-mb", "0")])
@@ -533,7 +534,8 @@ def test_the_addon_client_follows_the_real_service_through_its_event_stream(serv
     assert None in followed  # heartbeats kept the stream alive through the slow steps
     assert statuses[-1].status == api.DONE and statuses[-1].progress.stage == api.STAGE_DONE
     fractions = [status.fraction for status in statuses]
-    assert fractions == sorted(fractions) and api.STAGE_GENERATING in {status.stage for status in statuses}
+    stages = {status.stage for status in statuses}
+    assert fractions == sorted(fractions) and api.STAGE_GENERATING in stages and stages <= set(api.PROGRESS_STAGES)
 
 
 @pytest.mark.slow
