@@ -18,7 +18,6 @@ import torch
 from dimo_engine.errors import InputError
 from dimo_engine.frame_windows import DEFAULT_OVERLAP, blend_windows, overlapping_window_starts, pad_to_window, slice_motion
 from dimo_engine.person_crop import crop_frames, person_box_from_alpha, person_box_from_locator, square_box
-from dimo_engine.person_crop import BACKGROUND  # noqa: F401  (pipeline_dimo_character imports it from here)
 from dimo_engine.video_io import MAX_FRAMES, MAX_SIDE, read_video_clip, resample_indices
 
 logger = logging.getLogger(__name__)

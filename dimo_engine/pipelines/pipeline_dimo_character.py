@@ -28,7 +28,8 @@ from dimo_engine.character_layer import (
     splat_motion,
     target_boxes,
 )
-from dimo_engine.driving import BACKGROUND, person_box_from_alpha, person_box_from_locator, resample_indices, square_box
+from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, person_box_from_locator, square_box
+from dimo_engine.video_io import resample_indices
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
     AnchoredMotionEncoder,
