@@ -14,7 +14,7 @@ from PIL import Image
 
 from dimo_engine.errors import InputError
 from tests.fixtures_clips import BODY_CENTRE, _camera_json, _project, look_at, ring_eye
-from training import eval as bench
+from training import bench_metrics, bench_report, benchmark
 from training.baselines import (
     NUM_BODY_JOINTS,
     batch_control_maps,
@@ -100,30 +100,30 @@ def bench_clip(bench_data):
 
 def test_identical_frames_give_perfect_scores():
     frames = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
-    assert bench.psnr(frames, frames) == bench.PSNR_CAP_DB
-    assert bench.ssim(frames, frames) == pytest.approx(1.0, abs=1e-5)
+    assert bench_metrics.psnr(frames, frames) == bench_metrics.PSNR_CAP_DB
+    assert bench_metrics.ssim(frames, frames) == pytest.approx(1.0, abs=1e-5)
     mask = torch.zeros(3, 24, 24, dtype=torch.bool)
     mask[:, 5:15, 8:12] = True
-    assert bench.silhouette_iou(mask, mask) == 1.0
+    assert bench_metrics.silhouette_iou(mask, mask) == 1.0
     joints = torch.rand(3, NUM_BODY_JOINTS, 2) * 24
-    assert bench.joint_error(joints, joints, torch.ones(3, NUM_BODY_JOINTS, dtype=torch.bool)) == 0.0
+    assert bench_metrics.joint_error(joints, joints, torch.ones(3, NUM_BODY_JOINTS, dtype=torch.bool)) == 0.0
 
 
 def test_psnr_and_ssim_fall_with_the_error():
     truth = torch.full((2, 3, 16, 16), 0.5)
-    assert bench.psnr(truth + 0.1, truth) == pytest.approx(20.0, abs=1e-3)  # 10 log10(1 / 0.01)
-    assert bench.psnr(truth + 0.01, truth) == pytest.approx(40.0, abs=1e-2)
+    assert bench_metrics.psnr(truth + 0.1, truth) == pytest.approx(20.0, abs=1e-3)  # 10 log10(1 / 0.01)
+    assert bench_metrics.psnr(truth + 0.01, truth) == pytest.approx(40.0, abs=1e-2)
     noisy = (truth + 0.2 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
-    assert bench.ssim(noisy, truth) < 0.9
+    assert bench_metrics.ssim(noisy, truth) < 0.9
 
 
 def test_shifted_masks_lower_the_iou_by_the_overlap():
     mask = torch.zeros(1, 32, 32, dtype=torch.bool)
     mask[0, 10:20, 10:20] = True
     half = torch.roll(mask, 5, dims=2)  # 50 of 100 pixels still overlap: 50 / 150
-    assert bench.silhouette_iou(half, mask) == pytest.approx(1 / 3)
-    assert bench.silhouette_iou(torch.roll(mask, 10, dims=2), mask) == 0.0
-    assert bench.silhouette_iou(torch.zeros_like(mask), torch.zeros_like(mask)) == 1.0
+    assert bench_metrics.silhouette_iou(half, mask) == pytest.approx(1 / 3)
+    assert bench_metrics.silhouette_iou(torch.roll(mask, 10, dims=2), mask) == 0.0
+    assert bench_metrics.silhouette_iou(torch.zeros_like(mask), torch.zeros_like(mask)) == 1.0
 
 
 def test_joint_error_in_pixels_over_visible_joints():
@@ -132,8 +132,8 @@ def test_joint_error_in_pixels_over_visible_joints():
     predicted[1, 2] = 100.0  # hidden: must not count
     visible = torch.ones(2, 3, dtype=torch.bool)
     visible[1, 2] = False
-    assert bench.joint_error(predicted, truth, visible) == pytest.approx(5.0)
-    assert math.isnan(bench.joint_error(predicted, truth, torch.zeros_like(visible)))
+    assert bench_metrics.joint_error(predicted, truth, visible) == pytest.approx(5.0)
+    assert math.isnan(bench_metrics.joint_error(predicted, truth, torch.zeros_like(visible)))
 
 
 def test_foreground_is_what_differs_from_the_background_plate():
@@ -143,13 +143,13 @@ def test_foreground_is_what_differs_from_the_background_plate():
     frames[:, :, 8:20, 10:16] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
     truth = torch.zeros(2, 32, 32, dtype=torch.bool)
     truth[:, 8:20, 10:16] = True
-    masks = bench.foreground_masks(frames, plate)
+    masks = bench_metrics.foreground_masks(frames, plate)
     assert masks.shape == (2, 32, 32)
-    assert bench.silhouette_iou(masks, truth) > 0.95
-    assert not bench.foreground_masks(plate, plate).any()
+    assert bench_metrics.silhouette_iou(masks, truth) > 0.95
+    assert not bench_metrics.foreground_masks(plate, plate).any()
 
 
-def _result(dimo_novel_iou: float, dimo_novel_error: float) -> "bench.BenchResult":
+def _result(dimo_novel_iou: float, dimo_novel_error: float) -> "benchmark.BenchResult":
     rows = []
     for method, novel_iou, novel_error in (("DiMo", dimo_novel_iou, dimo_novel_error), ("2D", 0.5, 10.0), ("3D", 0.4, 12.0)):
         rows.append({"method": method, "clip_id": "c", "view": "driving", "kind": "driving",
@@ -157,7 +157,7 @@ def _result(dimo_novel_iou: float, dimo_novel_error: float) -> "bench.BenchResul
         for kind in ("novel_90", "novel_180"):
             rows.append({"method": method, "clip_id": "c", "view": kind, "kind": kind,
                          "psnr": 15.0, "ssim": 0.6, "iou": novel_iou, "joint_error_px": novel_error})
-    return bench.BenchResult(["DiMo", "2D", "3D"], rows, {})
+    return benchmark.BenchResult(["DiMo", "2D", "3D"], rows, {})
 
 
 @pytest.mark.parametrize("iou_gain, error_gain, met", [
@@ -169,14 +169,14 @@ def _result(dimo_novel_iou: float, dimo_novel_error: float) -> "bench.BenchResul
     (0.30, math.nan, False),  # no visible joint: no joint error, no claim
 ])
 def test_wide_view_bar_needs_fifteen_percent_on_both(iou_gain, error_gain, met):
-    assert bench.wide_view_bar_met(iou_gain, error_gain) is met
+    assert bench_report.wide_view_bar_met(iou_gain, error_gain) is met
 
 
 def test_relative_gain_counts_lower_error_as_gain():
-    assert bench.relative_gain(0.6, 0.5) == pytest.approx(0.2)
-    assert bench.relative_gain(8.0, 10.0, lower_is_better=True) == pytest.approx(0.2)
-    assert bench.relative_gain(12.0, 10.0, lower_is_better=True) == pytest.approx(-0.2)
-    assert math.isnan(bench.relative_gain(math.nan, 10.0))
+    assert bench_report.relative_gain(0.6, 0.5) == pytest.approx(0.2)
+    assert bench_report.relative_gain(8.0, 10.0, lower_is_better=True) == pytest.approx(0.2)
+    assert bench_report.relative_gain(12.0, 10.0, lower_is_better=True) == pytest.approx(-0.2)
+    assert math.isnan(bench_report.relative_gain(math.nan, 10.0))
 
 
 DRIVING_BASELINE = {"iou": 0.70, "joint_error_px": 5.0, "psnr": 20.0}
@@ -191,24 +191,24 @@ DRIVING_BASELINE = {"iou": 0.70, "joint_error_px": 5.0, "psnr": 20.0}
     ({"psnr": 18.9}, False),  # PSNR 5.5 % lower
 ])
 def test_driving_view_close_within_five_percent_or_better(ours, close):
-    assert bench.driving_view_close({**DRIVING_BASELINE, **ours}, DRIVING_BASELINE) is close
+    assert bench_report.driving_view_close({**DRIVING_BASELINE, **ours}, DRIVING_BASELINE) is close
 
 
 @pytest.mark.parametrize("iou, error, beats", [(0.5, 9.0, True), (0.4, 12.0, False), (0.5, 12.5, False), (0.3, 9.0, False)])
 def test_beating_the_3d_baseline_needs_both_metrics_strictly_better(iou, error, beats):
-    assert bench.beats_baseline(iou, error, baseline_iou=0.4, baseline_error=12.0) is beats
+    assert bench_report.beats_baseline(iou, error, baseline_iou=0.4, baseline_error=12.0) is beats
 
 
 def test_bar_check_says_met_and_not_met_with_the_numbers():
-    met = bench.bar_check(_result(0.6, 8.0), "DiMo", "2D", "3D")  # +20 % IoU, 20 % lower error
+    met = bench_report.bar_check(_result(0.6, 8.0), "DiMo", "2D", "3D")  # +20 % IoU, 20 % lower error
     assert met[0].endswith("— met (needs +15 % on both).") and "IoU 0.600 vs 0.500 (+20%)" in met[0]
     assert met[1].endswith("— within 5 %.") and met[2].endswith("— beats it.")
-    short = bench.bar_check(_result(0.55, 9.0), "DiMo", "2D", "3D")  # +10 % on both
+    short = bench_report.bar_check(_result(0.55, 9.0), "DiMo", "2D", "3D")  # +10 % on both
     assert short[0].endswith("— NOT met (needs +15 % on both).") and short[2].endswith("— beats it.")
-    worse = bench.bar_check(_result(0.3, 13.0), "DiMo", "2D", "3D")  # below both baselines
+    worse = bench_report.bar_check(_result(0.3, 13.0), "DiMo", "2D", "3D")  # below both baselines
     assert "NOT met" in worse[0] and worse[2].endswith("— does NOT beat it.")
-    assert bench.bar_check(_result(0.6, 8.0), "DiMo", None, None) == []
-    table = bench.markdown_table(_result(0.6, 8.0))
+    assert bench_report.bar_check(_result(0.6, 8.0), "DiMo", None, None) == []
+    table = bench_report.markdown_table(_result(0.6, 8.0))
     assert "| novel_90 | DiMo | 15.00 | 0.600 | 0.600 | 8.00 | 1 |" in table
     assert "| novel_45 |" not in table  # kinds without targets are left out
 
@@ -386,7 +386,7 @@ def test_bench_views_writes_table_docs_videos_and_sheet(bench_data, tmp_path, ca
     assert code == 0
     table = (out / "table.md").read_text()
     for kind in ("driving", "novel_90", "moving"):
-        for method in ("DiMo", "2D pose", bench.VAE_BOUND):
+        for method in ("DiMo", "2D pose", benchmark.VAE_BOUND):
             assert f"| {kind} | {method} |" in table
     # The table states the verdict the scored numbers imply, computed here from results.json on its own.
     rows = json.loads((out / "results.json").read_text())["rows"]
@@ -426,7 +426,7 @@ def test_benchmark_render_writes_background_plates(tmp_path):
     assert code == 0
     clip = ClipDataset(tmp_path, "test")[0]
     assert {"driving", "reference", "novel_az090", "moving_orbit"} <= set(clip.views)
-    assert [t.kind for t in bench.benchmark_targets([clip])].count("novel_90") == 1
+    assert [t.kind for t in benchmark.benchmark_targets([clip])].count("novel_90") == 1
     for name in ("novel_az090", "moving_orbit"):
         frames, plates = clip.views[name].frames(), clip.views[name].backgrounds()
         assert plates.shape == frames.shape[:3] + (3,)

@@ -8,7 +8,7 @@
 
 Maps are (C, F, h, w) at the camera rays' resolution (latent size x camera_unshuffle), the layout
 `DiMoTransformer3DModel(control_channels=...)` takes; training (`training/train.py`, `control` setting) and the
-benchmark (`training/eval.py`) build them with the same functions.
+benchmark (`training/benchmark.py`) build them with the same functions.
 """
 
 from __future__ import annotations

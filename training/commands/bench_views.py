@@ -1,4 +1,4 @@
-"""`dimo bench-views`: the cross-view benchmark (training/eval.py) — DiMo and its baselines re-enact held-out test
+"""`dimo bench-views`: the cross-view benchmark (training/benchmark.py) — DiMo and its baselines re-enact held-out test
 clips from the driving view, novel views and moving cameras; prints and writes the metrics table, side-by-side
 MP4s and a contact sheet.
 
@@ -60,7 +60,8 @@ def run(args) -> int:
     from dimo_engine.clips import ClipDataset
     from dimo_engine.errors import InputError
     from dimo_engine.pipelines import load_pipeline
-    from training.eval import BenchSettings, bar_check, markdown_table, run_benchmark, write_docs_section
+    from training.bench_report import bar_check, markdown_table, write_docs_section
+    from training.benchmark import BenchSettings, run_benchmark
 
     models = parse_models(args.model)
     for role, name in (("--pose2d", args.pose2d), ("--joints3d", args.joints3d)):

@@ -13,13 +13,15 @@ view's first `num_frames` frames and compared with its ground truth:
 - 2D joint error in pixels: one keypoint locator (the evaluator, the same for every method) on the generated
   frames against the ground-truth 2D body joints visible in the target view.
 
-`dimo bench-views` is the command line; `run_benchmark` the function.
+The data flow: `benchmark_targets` and `target_truth` (what is scored) -> `generate_target` (each method's
+re-enactment) -> `score` (the metrics of training/bench_metrics.py) -> `run_benchmark` (every method on every
+target; results.json, MP4s, the contact sheet) -> training/bench_report.py (table and bar check).
+`dimo bench-views` (training/commands/bench_views.py) is the command line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -27,61 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blender_addon.core.atomic_io import write_json_atomic, write_text_atomic
+from blender_addon.core.atomic_io import write_json_atomic
 from dimo_engine.errors import InputError
 from training.baselines import NUM_BODY_JOINTS, control_maps
+from training.bench_metrics import METRICS, foreground_masks, joint_error, mean_of, psnr, silhouette_iou, ssim
 
 TARGET_KINDS = ("driving", "novel_45", "novel_90", "novel_180", "elevation", "moving")
-METRICS = ("psnr", "ssim", "iou", "joint_error_px")
-PSNR_CAP_DB = 100.0  # identical frames have infinite PSNR; averages need a finite number
-FOREGROUND_THRESHOLD = 0.12  # max RGB difference to the background plate above which a pixel is the person's
-DOCS_BEGIN, DOCS_END = "<!-- bench-views:begin -->", "<!-- bench-views:end -->"
-
-
-# -- metrics (frames `(F, 3, H, W)` floats in [0, 1]) ---------------------------------------------------------
-
-
-def psnr(generated: torch.Tensor, truth: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> float:
-    """PSNR in dB over a whole clip, capped at `cap_db` (identical clips)."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    value = peak_signal_noise_ratio(generated.float(), truth.float(), data_range=1.0)
-    return float(torch.nan_to_num(value, posinf=cap_db).clamp(max=cap_db))
-
-
-def ssim(generated: torch.Tensor, truth: torch.Tensor) -> float:
-    """Mean SSIM over the frames of a clip (Gaussian window 11, torchmetrics' defaults)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    return float(structural_similarity_index_measure(generated.float(), truth.float(), data_range=1.0))
-
-
-def foreground_masks(frames: torch.Tensor, backgrounds: torch.Tensor, threshold: float = FOREGROUND_THRESHOLD
-                     ) -> torch.Tensor:
-    """Frames and their background plates `(F, 3, H, W)` -> bool `(F, H, W)`: pixels whose largest channel
-    difference to the background exceeds `threshold`, opened with a 3x3 kernel so lone noisy pixels drop out."""
-    from kornia.morphology import opening
-
-    difference = (frames.float() - backgrounds.float()).abs().amax(1, keepdim=True)  # (F, 1, H, W)
-    masks = (difference > threshold).float()
-    return opening(masks, torch.ones(3, 3))[:, 0] > 0.5
-
-
-def silhouette_iou(predicted: torch.Tensor, truth: torch.Tensor) -> float:
-    """IoU of two bool masks `(F, H, W)` pooled over the clip; 1.0 when both are empty."""
-    predicted, truth = predicted.bool(), truth.bool()
-    union = (predicted | truth).sum()
-    return 1.0 if int(union) == 0 else float((predicted & truth).sum() / union)
-
-
-def joint_error(predicted: torch.Tensor, truth: torch.Tensor, visible: torch.Tensor) -> float:
-    """Mean pixel distance of predicted `(F, J, 2)` to true `(F, J, 2)` joints over the visible ones `(F, J)`;
-    NaN when no joint is visible."""
-    visible = torch.as_tensor(visible).bool()
-    if not bool(visible.any()):
-        return math.nan
-    distances = torch.linalg.vector_norm(torch.as_tensor(predicted).float() - torch.as_tensor(truth).float(), dim=-1)
-    return float(distances[visible].mean())
 
 
 # -- test targets --------------------------------------------------------------------------------------------
@@ -229,12 +182,6 @@ def vae_roundtrip(pipe, frames: torch.Tensor) -> torch.Tensor:
 # -- the benchmark -------------------------------------------------------------------------------------------
 
 
-def mean_of(values) -> float:
-    """Mean of the numbers that are not NaN (a target with no visible joint has no joint error); NaN if none."""
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if values else math.nan
-
-
 @dataclasses.dataclass
 class BenchResult:
     """Per method and target: the metrics; `summary()` averages them per target kind."""
@@ -334,104 +281,3 @@ def write_contact_sheet(examples, path, frames_per_row: int = 3) -> Path:
         sheet.paste(block, (0, top))
         top += block.height
     return write_png(np.asarray(sheet), path)
-
-
-# -- the table -----------------------------------------------------------------------------------------------
-
-
-def markdown_table(result: BenchResult) -> str:
-    """Per target kind and method: PSNR, SSIM, silhouette IoU, joint error (pixels), targets scored."""
-    summary = result.summary()
-    lines = ["| target | method | PSNR (dB) ↑ | SSIM ↑ | silhouette IoU ↑ | joint error (px) ↓ | targets |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for kind in TARGET_KINDS:
-        for method in result.methods:
-            values = summary[method].get(kind)
-            if values is None:
-                continue
-            lines.append(f"| {kind} | {method} | {values['psnr']:.2f} | {values['ssim']:.3f} | {values['iou']:.3f} | "
-                         f"{values['joint_error_px']:.2f} | {values['n']} |")
-    return "\n".join(lines)
-
-
-# Issue 8's bar: DiMo beats the 2D-pose baseline on novel views of 90 degrees or more by this much in
-# silhouette IoU and in joint error, and stays within this tolerance of it on the driving view.
-WIDE_VIEW_GAIN = 0.15
-DRIVING_TOLERANCE = 0.05
-WIDE_VIEW_KINDS = ("novel_90", "novel_180")
-
-
-def relative_gain(ours: float, theirs: float, lower_is_better: bool = False) -> float:
-    """How much better `ours` is than `theirs`, as a fraction of `theirs` (NaN stays NaN, so a bar reading it
-    is not met)."""
-    gain = (theirs - ours) if lower_is_better else (ours - theirs)
-    return gain / max(abs(theirs), 1e-9)
-
-
-def wide_view_bar_met(iou_gain: float, error_gain: float) -> bool:
-    """Both the IoU gain and the joint-error reduction reach WIDE_VIEW_GAIN (a NaN gain does not)."""
-    return iou_gain >= WIDE_VIEW_GAIN and error_gain >= WIDE_VIEW_GAIN
-
-
-def driving_view_close(ours: dict, baseline: dict) -> bool:
-    """On the driving view, IoU, joint error and PSNR are each within DRIVING_TOLERANCE of the baseline's or
-    better than it."""
-    def close(metric: str, better: bool) -> bool:
-        return better or abs(ours[metric] - baseline[metric]) <= DRIVING_TOLERANCE * abs(baseline[metric])
-
-    return (close("iou", ours["iou"] >= baseline["iou"])
-            and close("joint_error_px", ours["joint_error_px"] <= baseline["joint_error_px"])
-            and close("psnr", ours["psnr"] >= baseline["psnr"]))
-
-
-def beats_baseline(iou: float, error: float, baseline_iou: float, baseline_error: float) -> bool:
-    """Higher IoU and lower joint error, both strictly."""
-    return iou > baseline_iou and error < baseline_error
-
-
-def bar_check(result: BenchResult, dimo: str, pose2d: str | None, joints3d: str | None) -> list[str]:
-    """Issue 8's bar, as sentences saying met or not met with the numbers: DiMo beats the 2D-pose baseline on
-    novel views of 90 degrees or more (`wide_view_bar_met`), is close to it on the driving view
-    (`driving_view_close`), and beats the noisy-3D baseline on every other target (`beats_baseline`)."""
-    summary = result.summary()
-
-    def pooled(method, kinds, metric):
-        return mean_of([row[metric] for row in result.rows if row["method"] == method and row["kind"] in kinds])
-
-    lines = []
-    if pose2d:
-        iou_d, iou_p = pooled(dimo, WIDE_VIEW_KINDS, "iou"), pooled(pose2d, WIDE_VIEW_KINDS, "iou")
-        err_d, err_p = pooled(dimo, WIDE_VIEW_KINDS, "joint_error_px"), pooled(pose2d, WIDE_VIEW_KINDS, "joint_error_px")
-        iou_gain, err_gain = relative_gain(iou_d, iou_p), relative_gain(err_d, err_p, lower_is_better=True)
-        met = wide_view_bar_met(iou_gain, err_gain)
-        lines.append(f"Novel views >= 90 degrees vs {pose2d}: IoU {iou_d:.3f} vs {iou_p:.3f} ({iou_gain:+.0%}), joint "
-                     f"error {err_d:.2f} vs {err_p:.2f} px ({err_gain:+.0%} lower) — {'met' if met else 'NOT met'} "
-                     f"(needs +{WIDE_VIEW_GAIN * 100:.0f} % on both).")
-        if "driving" in summary.get(dimo, {}) and "driving" in summary.get(pose2d, {}):
-            d, p = summary[dimo]["driving"], summary[pose2d]["driving"]
-            close = driving_view_close(d, p)
-            lines.append(f"Driving view vs {pose2d}: IoU {d['iou']:.3f} vs {p['iou']:.3f}, joint error "
-                         f"{d['joint_error_px']:.2f} vs {p['joint_error_px']:.2f} px, PSNR {d['psnr']:.2f} vs "
-                         f"{p['psnr']:.2f} — {'' if close else 'NOT '}within {DRIVING_TOLERANCE * 100:.0f} %.")
-    if joints3d:
-        kinds = tuple(k for k in TARGET_KINDS if k != "driving")
-        iou_d, iou_b = pooled(dimo, kinds, "iou"), pooled(joints3d, kinds, "iou")
-        err_d, err_b = pooled(dimo, kinds, "joint_error_px"), pooled(joints3d, kinds, "joint_error_px")
-        beats = beats_baseline(iou_d, err_d, iou_b, err_b)
-        lines.append(f"All novel and moving targets vs {joints3d}: IoU {iou_d:.3f} vs {iou_b:.3f}, joint error "
-                     f"{err_d:.2f} vs {err_b:.2f} px — {'beats it' if beats else 'does NOT beat it'}.")
-    return lines
-
-
-def write_docs_section(path, text: str) -> Path:
-    """Replace what lies between the bench-views markers in a Markdown file (append the section when the
-    markers are missing; create the file when it does not exist), atomically."""
-    path = Path(path)
-    section = f"{DOCS_BEGIN}\n{text.strip()}\n{DOCS_END}"
-    current = path.read_text() if path.is_file() else ""
-    if DOCS_BEGIN in current and DOCS_END in current:
-        before, rest = current.split(DOCS_BEGIN, 1)
-        updated = before + section + rest.split(DOCS_END, 1)[1]
-    else:
-        updated = (current.rstrip() + "\n\n" if current.strip() else "") + section + "\n"
-    return write_text_atomic(path, updated)
