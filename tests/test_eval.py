@@ -382,7 +382,7 @@ def test_bench_views_writes_table_docs_videos_and_sheet(bench_data, tmp_path, ca
     out = tmp_path / "out"
     code = main(["bench-views", "--data", str(bench_data), "--model", f"DiMo={folders['dimo']}",
                  "--model", f"2D pose={folders['pose2d']}", "--pose2d", "2D pose", "--steps", "1",
-                 "--examples", "1", "--out", str(out), "--docs", str(docs), "--note", "test run", "--vae-bound"])
+                 "--examples", "1", "--out", str(out), "--write-docs", str(docs), "--note", "test run", "--vae-bound"])
     assert code == 0
     table = (out / "table.md").read_text()
     for kind in ("driving", "novel_90", "moving"):
@@ -413,6 +413,19 @@ def test_bench_views_writes_table_docs_videos_and_sheet(bench_data, tmp_path, ca
 
     assert main(["bench-views", "--data", str(bench_data), "--model", "DiMo", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_bench_views_writes_docs_only_when_asked():
+    import argparse
+
+    from training.commands import bench_views
+
+    parser = argparse.ArgumentParser()
+    bench_views.add_arguments(parser)
+    required = ["--data", "d", "--out", "o"]
+    assert parser.parse_args(required).write_docs is None
+    assert parser.parse_args([*required, "--write-docs", "docs/benchmark.md"]).write_docs == "docs/benchmark.md"
+    assert parser.parse_args([*required, "--docs", "docs/benchmark.md"]).write_docs == "docs/benchmark.md"  # README's
 
 
 @pytest.mark.blender

@@ -3,13 +3,8 @@ and method, and issue 8's bar as sentences saying met or not met, with the numbe
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from blender_addon.core.atomic_io import write_text_atomic
 from training.bench_metrics import mean_of
 from training.benchmark import TARGET_KINDS, BenchResult
-
-DOCS_BEGIN, DOCS_END = "<!-- bench-views:begin -->", "<!-- bench-views:end -->"
 
 
 def markdown_table(result: BenchResult) -> str:
@@ -94,17 +89,3 @@ def bar_check(result: BenchResult, dimo: str, pose2d: str | None, joints3d: str 
         lines.append(f"All novel and moving targets vs {joints3d}: IoU {iou_d:.3f} vs {iou_b:.3f}, joint error "
                      f"{err_d:.2f} vs {err_b:.2f} px — {'beats it' if beats else 'does NOT beat it'}.")
     return lines
-
-
-def write_docs_section(path, text: str) -> Path:
-    """Replace what lies between the bench-views markers in a Markdown file (append the section when the
-    markers are missing; create the file when it does not exist), atomically."""
-    path = Path(path)
-    section = f"{DOCS_BEGIN}\n{text.strip()}\n{DOCS_END}"
-    current = path.read_text() if path.is_file() else ""
-    if DOCS_BEGIN in current and DOCS_END in current:
-        before, rest = current.split(DOCS_BEGIN, 1)
-        updated = before + section + rest.split(DOCS_END, 1)[1]
-    else:
-        updated = (current.rstrip() + "\n\n" if current.strip() else "") + section + "\n"
-    return write_text_atomic(path, updated)

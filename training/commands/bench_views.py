@@ -5,14 +5,19 @@ MP4s and a contact sheet.
     dimo render-clips --split test --layout benchmark --clips 4 --frames 17 --engine workbench --out data/bench
     dimo bench-views --data data/bench --model DiMo=dimo_engine/weights/default \\
         --model "2D pose"=runs/baseline-2d-pose/pipeline --model "noisy 3D"=runs/baseline-3d-noisy/pipeline \\
-        --pose2d "2D pose" --joints3d "noisy 3D" --out bench_out --docs docs/benchmark.md
+        --pose2d "2D pose" --joints3d "noisy 3D" --out bench_out --write-docs docs/benchmark.md
+
+The library (training/benchmark.py, training/bench_report.py) writes only into --out; rewriting a docs page is
+this command's explicit step, `--write-docs PATH` (`--docs` is the older spelling), off by default.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 HELP = "score DiMo and its baselines on held-out clips from driving, novel and moving views"
+DOCS_BEGIN, DOCS_END = "<!-- bench-views:begin -->", "<!-- bench-views:end -->"
 
 
 def add_arguments(parser) -> None:
@@ -30,7 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--examples", type=int, default=2, help="clips whose novel-90 and moving targets get MP4s and the sheet")
     parser.add_argument("--out", required=True, help="folder for results.json, table.md, MP4s and contact_sheet.png")
-    parser.add_argument("--docs", default=None, help="also write the table into this Markdown file (between bench-views markers)")
+    parser.add_argument("--write-docs", "--docs", dest="write_docs", default=None, metavar="PATH",
+                        help="also write the table into this Markdown file, between its bench-views markers (default: off)")
     parser.add_argument("--note", default="", help="a line printed above the table (data, budget, device)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--vae-bound", action="store_true",
@@ -53,6 +59,22 @@ def parse_models(specs: list[str]) -> dict[str, str]:
     return models
 
 
+def write_docs_section(path, text: str) -> Path:
+    """Replace what lies between the bench-views markers in a Markdown file (append the section when the
+    markers are missing; create the file when it does not exist), atomically."""
+    from blender_addon.core.atomic_io import write_text_atomic
+
+    path = Path(path)
+    section = f"{DOCS_BEGIN}\n{text.strip()}\n{DOCS_END}"
+    current = path.read_text() if path.is_file() else ""
+    if DOCS_BEGIN in current and DOCS_END in current:
+        before, rest = current.split(DOCS_BEGIN, 1)
+        updated = before + section + rest.split(DOCS_END, 1)[1]
+    else:
+        updated = (current.rstrip() + "\n\n" if current.strip() else "") + section + "\n"
+    return write_text_atomic(path, updated)
+
+
 def run(args) -> int:
     import platform
 
@@ -60,7 +82,7 @@ def run(args) -> int:
     from dimo_engine.clips import ClipDataset
     from dimo_engine.errors import InputError
     from dimo_engine.pipelines import load_pipeline
-    from training.bench_report import bar_check, markdown_table, write_docs_section
+    from training.bench_report import bar_check, markdown_table
     from training.benchmark import BenchSettings, run_benchmark
 
     models = parse_models(args.model)
@@ -103,8 +125,8 @@ def run(args) -> int:
     text = "\n".join(lines)
     table_path = os.path.join(args.out, "table.md")
     write_text_atomic(table_path, text + "\n")
-    if args.docs:
-        write_docs_section(args.docs, text)
+    if args.write_docs:
+        write_docs_section(args.write_docs, text)
     print(text)
     print(f"wrote {table_path}, {os.path.join(args.out, 'results.json')} and the example videos and contact sheet in {args.out}")
     return 0
