@@ -164,7 +164,7 @@ def plan_clip(settings: RenderSettings, index: int, body_model, family: str, mot
 def plan_clips(settings: RenderSettings, indices: list[int], body_model=None) -> list[PlannedClip]:
     """Plans of the given clip indices (motions from the fixed split, so test clips never see train motions)."""
     from dimo_engine.body import load_body_model
-    from dimo_engine.body.motions import motion_split
+    from dimo_engine.body.train_test_split import motion_split
 
     body_model = body_model or load_body_model()
     motions = motion_split(settings.split, settings.clips, settings.seed)

@@ -141,7 +141,7 @@ def load_demo_model(settings: DemoSettings, log: Callable[[str], None]):
 
 def choose_motion(seed: int) -> tuple[str, int]:
     """The first held-out whole-body motion of the test split for this seed: unseen family, unseen seed."""
-    from dimo_engine.body.motions import motion_split
+    from dimo_engine.body.train_test_split import motion_split
 
     for family, motion_seed in motion_split("test", 256, seed):
         if family in DEMO_FAMILIES:

@@ -6,7 +6,7 @@ import roma
 import torch
 
 from dimo_engine.body import SMPLH_JOINT_NAMES, SMPLH_PARENTS, load_body_model, make_body_model_file
-from dimo_engine.body.motions import MotionSequence
+from dimo_engine.body.motion_sequence import MotionSequence
 from dimo_engine.body.skeleton import JOINT_INDEX, descendants, rest_joint_positions
 
 

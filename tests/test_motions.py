@@ -6,17 +6,10 @@ import pytest
 import roma
 import torch
 
-from dimo_engine.body.motions import (
-    HELD_OUT_FAMILIES,
-    JOINT_ANGLE_LIMITS,
-    MOTION_FAMILIES,
-    TRAIN_FAMILIES,
-    MotionSequence,
-    generate_motion,
-    motion_split,
-    procedural_rest_joints,
-    reground_motion,
-)
+from dimo_engine.body.kinematics import procedural_rest_joints, reground_motion
+from dimo_engine.body.motion_sequence import MotionSequence
+from dimo_engine.body.motions import JOINT_ANGLE_LIMITS, MOTION_FAMILIES, generate_motion
+from dimo_engine.body.train_test_split import HELD_OUT_FAMILIES, TRAIN_FAMILIES, motion_split
 from dimo_engine.body.skeleton import JOINT_INDEX, SMPLH_JOINT_NAMES, SMPLH_PARENTS
 from dimo_engine.errors import InputError
 

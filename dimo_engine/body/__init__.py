@@ -1,5 +1,5 @@
 """The body: SMPL-H skeleton, the procedural SMPL-H-compatible body file, loading through
-smplx, procedural motions and BVH import.
+smplx, procedural motions, their forward kinematics and train/test split, and BVH import.
 
 Names are imported lazily so `from dimo_engine.body import SMPLH_JOINT_NAMES` needs no torch.
 """
@@ -22,8 +22,8 @@ _EXPORTS = {
     "MotionSequence": "motion_sequence",
     "MOTION_FAMILIES": "motions",
     "generate_motion": "motions",
-    "motion_split": "motions",
-    "reground_motion": "motions",
+    "motion_split": "train_test_split",
+    "reground_motion": "kinematics",
     "load_bvh": "bvh",
 }
 

@@ -18,7 +18,7 @@ from dimo_engine.body.skeleton import NUM_JOINTS
 from dimo_engine.errors import InputError
 
 if TYPE_CHECKING:
-    from dimo_engine.body.motions import MotionSequence
+    from dimo_engine.body.motion_sequence import MotionSequence
 
 # Bump when the procedural builder changes, so caches regenerate instead of going stale.
 PROCEDURAL_FILE_NAME = "SMPLH_DIMO_PROCEDURAL_V1.npz"

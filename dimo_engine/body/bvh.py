@@ -278,7 +278,7 @@ def load_bvh(path: str | os.PathLike, fps: float | None = None, betas=None) -> M
     """Retarget a BVH file to an SMPL-H `MotionSequence` (character frame, metres), resampled to
     `fps` when given. Root placed for the procedural body with `betas`: pelvis above the
     origin facing -Y at frame 0, lowest foot on the ground over the sequence."""
-    from dimo_engine.body.motions import _forward_kinematics, _foot_contacts, procedural_rest_joints
+    from dimo_engine.body.kinematics import procedural_rest_joints, sole_points
 
     path = Path(path)
     bvh = parse_bvh(path)
@@ -353,9 +353,7 @@ def load_bvh(path: str | os.PathLike, fps: float | None = None, betas=None) -> M
     hips = world_pos[:, pelvis_b] @ A.T * scale * ratio  # (F, 3) canonical
     hips = hips @ turn.T
     rot = torch.as_tensor(smpl_local)
-    _, transforms = _forward_kinematics(rot, smplh_rest)
-    ids, points = _foot_contacts(smplh_rest)
-    contacts = np.einsum("fcij,cj->fci", transforms[:, ids][..., :3, :3], points) + transforms[:, ids][..., :3, 3]
+    contacts = sole_points(rot, smplh_rest)  # (F, C, 3)
     transl = np.zeros((frames, 3))
     transl[:, :2] = hips[:, :2] - hips[0, :2] - smplh_rest[0, :2]
     transl[:, 2] = hips[:, 2] - (hips[:, 2] + contacts[:, :, 2].min(axis=1)).min()

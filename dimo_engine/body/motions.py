@@ -3,27 +3,24 @@
 A family is a function of (random generator, time) that fills joint-angle channels (gait
 phase, arm directions, elbow and knee flexion, finger curls...); `_assemble` clamps them to
 joint limits, turns them into SMPL-H axis-angles (roma), and places the root so the feet
-touch the ground and the pelvis starts above the origin facing -Y. The fixed train/test
-split of families and seeds for the benchmark lives at the end.
+touch the ground and the pelvis starts above the origin facing -Y (kinematics.py). The fixed
+train/test split of families and seeds is train_test_split.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import roma
 import torch
 
+from dimo_engine.body.kinematics import ground_translation
 from dimo_engine.body.motion_sequence import MotionSequence
-from dimo_engine.body.skeleton import CANONICAL_TO_CHARACTER, FINGERS, JOINT_INDEX, SMPLH_PARENTS
+from dimo_engine.body.skeleton import CANONICAL_TO_CHARACTER, FINGERS, JOINT_INDEX
 from dimo_engine.errors import InputError
 
-__all__ = [
-    "MOTION_FAMILIES", "TRAIN_FAMILIES", "HELD_OUT_FAMILIES", "JOINT_ANGLE_LIMITS", "MotionSequence",
-    "generate_motion", "motion_split", "reground_motion",
-]
+__all__ = ["MOTION_FAMILIES", "JOINT_ANGLE_LIMITS", "generate_motion"]
 
 J = JOINT_INDEX
 SIDES = ("left", "right")
@@ -705,61 +702,6 @@ def _hand_rotations(hand: _Hand) -> torch.Tensor:
     return out
 
 
-@lru_cache(maxsize=1)
-def _joint_shape_basis() -> tuple[np.ndarray, np.ndarray]:
-    """Rest joints (52, 3) of the procedural body and their change per beta (52, 3, 10)."""
-    from dimo_engine.body.procedural_body import NUM_BETAS, BodyProportions, _shape_variant
-
-    base = BodyProportions()
-    basis = np.zeros((*base.joints.shape, NUM_BETAS))
-    floor = np.array([0.0, base.joints[J["left_foot"], 1] - 0.025, 0.0])
-    basis[:, :, 0] = 0.05 * (base.joints - floor)
-    for k in range(1, NUM_BETAS):
-        basis[:, :, k] = _shape_variant(base, k).joints - base.joints
-    return base.joints, basis
-
-
-def procedural_rest_joints(betas) -> np.ndarray:
-    """Rest joints (52, 3) of the procedural body for `betas`, canonical frame (no mesh needed)."""
-    joints, basis = _joint_shape_basis()
-    betas = np.zeros(basis.shape[-1]) if betas is None else np.asarray(betas, float).reshape(-1)[: basis.shape[-1]]
-    return joints + basis[:, :, : len(betas)] @ betas
-
-
-def _foot_contacts(rest_joints: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """Sole points (heel, ball, toe tip of each foot) attached to the ankle/foot joints, canonical frame."""
-    ids, points = [], []
-    for side in SIDES:
-        ankle, ball = rest_joints[J[f"{side}_ankle"]], rest_joints[J[f"{side}_foot"]]
-        floor = ball[1] - 0.025
-        ids += [J[f"{side}_ankle"], J[f"{side}_foot"], J[f"{side}_foot"]]
-        points += [(ankle[0], floor, ankle[2] - 0.09), (ball[0], floor, ball[2]), (ball[0], floor + 0.005, ball[2] + 0.07)]
-    return ids, np.array(points)
-
-
-def _forward_kinematics(rotmats: torch.Tensor, rest_joints: np.ndarray):
-    """Joint positions (F, 52, 3) and rest-to-posed transforms (F, 52, 4, 4), root about the rest pelvis, no translation."""
-    from smplx.lbs import batch_rigid_transform
-
-    F = rotmats.shape[0]
-    joints = torch.as_tensor(rest_joints, dtype=torch.float64)[None].expand(F, -1, -1)
-    posed, transforms = batch_rigid_transform(rotmats, joints, torch.as_tensor(SMPLH_PARENTS), dtype=torch.float64)
-    return posed.numpy(), transforms.numpy()
-
-
-def _ground_translation(rotmats: torch.Tensor, betas, travel: np.ndarray, lift: np.ndarray) -> np.ndarray:
-    """transl (F, 3): lowest sole point on z = 0 (plus `lift`), pelvis over `travel` (pelvis xy = 0 at frame 0)."""
-    rest = procedural_rest_joints(betas)
-    _, transforms = _forward_kinematics(rotmats, rest)
-    ids, points = _foot_contacts(rest)
-    contacts = np.einsum("fcij,cj->fci", transforms[:, ids][..., :3, :3], points) + transforms[:, ids][..., :3, 3]  # (F, C, 3)
-    transl = np.zeros((rotmats.shape[0], 3))
-    transl[:, 2] = -contacts[:, :, 2].min(axis=1) + lift
-    transl[:, :2] = travel - rest[0, :2]
-    transl[:, 2] -= 0.0
-    return transl
-
-
 def _full_rotations(ch: _Channels) -> torch.Tensor:
     """(F, 52, 3, 3) local rotations; joint 0 holds global_orient in the character frame."""
     F = ch.num_frames
@@ -792,7 +734,7 @@ def _assemble(ch: _Channels, family: str, seed: int, fps: float, betas) -> Motio
     ch.heading = ch.heading - ch.heading[0]
     ch.travel = ch.travel - ch.travel[0]
     rot = _full_rotations(ch)
-    transl = _ground_translation(rot, betas, ch.travel, ch.lift)
+    transl = ground_translation(rot, betas, ch.travel, ch.lift)
     rotvec = roma.rotmat_to_rotvec(rot).numpy()  # (F, 52, 3)
     return MotionSequence(
         family=family, seed=int(seed), fps=float(fps),
@@ -825,44 +767,3 @@ def generate_motion(family: str, seed: int, num_frames: int, fps: float, betas=N
             _set_hand(ch, side, _random_gestures(rng, t, duration))
     betas = np.zeros(10) if betas is None else np.asarray(betas, float).reshape(-1)
     return _assemble(ch, family, seed, fps, betas)
-
-
-def reground_motion(motion: MotionSequence, betas) -> MotionSequence:
-    """The same poses on a body with other `betas`: root re-placed so the feet stay on the ground
-    and the pelvis follows the same ground track (use after changing a procedural motion's betas)."""
-    rotvec = np.concatenate([motion.global_orient[:, None], motion.body_pose, motion.left_hand_pose, motion.right_hand_pose], axis=1)
-    rot = roma.rotvec_to_rotmat(torch.as_tensor(rotvec, dtype=torch.float64))
-    old_rest = procedural_rest_joints(motion.betas)
-    _, transforms = _forward_kinematics(rot, old_rest)
-    ids, points = _foot_contacts(old_rest)
-    contacts = np.einsum("fcij,cj->fci", transforms[:, ids][..., :3, :3], points) + transforms[:, ids][..., :3, 3]
-    lift = motion.transl[:, 2] + contacts[:, :, 2].min(axis=1)
-    travel = motion.transl[:, :2] + old_rest[0, :2]
-    transl = _ground_translation(rot, betas, travel, lift)
-    return MotionSequence(motion.family, motion.seed, motion.fps, motion.global_orient.copy(), motion.body_pose.copy(),
-                          motion.left_hand_pose.copy(), motion.right_hand_pose.copy(), transl.astype(np.float32),
-                          np.asarray(betas, np.float32).reshape(-1))
-
-
-# ----------------------------------------------------------------------------- split
-# Held out entirely from training, for the benchmark's unseen-motion test.
-HELD_OUT_FAMILIES = ("dance_twist", "jumping_jacks", "pinch")
-TRAIN_FAMILIES = tuple(f for f in MOTION_FAMILIES if f not in HELD_OUT_FAMILIES)
-# Seeds: training motions draw from [0, 1e6), test motions from [1e6, 2e6).
-SEED_RANGES = {"train": (0, 1_000_000), "test": (1_000_000, 2_000_000)}
-
-
-def motion_split(split: str, count: int, seed: int = 0) -> list[tuple[str, int]]:
-    """`count` (family, motion seed) pairs of `split` ('train' or 'test'), fixed by `seed`.
-
-    Train cycles through TRAIN_FAMILIES with seeds in the train range; test cycles through all
-    families (held-out ones included) with seeds in the test range, so no test motion is a train motion.
-    """
-    if split not in SEED_RANGES:
-        raise InputError(f"split '{split}' is unknown; use 'train' or 'test'")
-    families = TRAIN_FAMILIES if split == "train" else MOTION_FAMILIES
-    low, high = SEED_RANGES[split]
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, list(SEED_RANGES).index(split), 11])
-    order = rng.permutation(len(families))
-    seeds = rng.choice(high - low, size=int(count), replace=False) + low if count <= 100_000 else rng.integers(low, high, int(count))
-    return [(families[order[i % len(families)]], int(seeds[i])) for i in range(int(count))]

@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from dimo_engine.errors import InputError
 
     if args.family is None and args.bvh is None:
-        from dimo_engine.body.motions import HELD_OUT_FAMILIES, MOTION_FAMILIES, SEED_RANGES
+        from dimo_engine.body.motions import MOTION_FAMILIES
+        from dimo_engine.body.train_test_split import HELD_OUT_FAMILIES, SEED_RANGES
 
         for family in MOTION_FAMILIES:
             print(f"{family:16s} {'test only (held out)' if family in HELD_OUT_FAMILIES else 'train and test'}")
