@@ -253,7 +253,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
     from dimo_engine.clips import load_clip
     from dimo_engine.driving import encode_driving
     from dimo_engine.frame_windows import DEFAULT_OVERLAP
-    from dimo_engine.generation import GenerationSettings, reenact
+    from dimo_engine.reenact import GenerationSettings, reenact
 
     out = Path(settings.out).expanduser()
     check_out_folder(out)

@@ -45,7 +45,7 @@ def test_a_range_longer_than_the_clip_names_the_end_frame_that_fits(tmp_path):
 def test_the_ranges_it_names_are_the_ones_the_engine_accepts(tmp_path, end):
     from blender_addon import generate_request
     from dimo_engine.camera import load_camera_path
-    from dimo_engine.generation import conform_camera
+    from dimo_engine.reenact import conform_camera
     from dimo_engine.video_io import resample_indices
 
     scene = make_shot(tmp_path, frame_end=end)
@@ -62,7 +62,7 @@ def test_the_fitting_frame_count_is_accepted_by_conform_camera(camera_fps, motio
     from blender_addon.core.camera_path import camera_fits_motion, camera_frames_for_motion
     from blender_addon.core.camera_rigs import static_view
     from dimo_engine.errors import InputError
-    from dimo_engine.generation import conform_camera
+    from dimo_engine.reenact import conform_camera
 
     count = camera_frames_for_motion(motion, 12.0, camera_fps)
     assert camera_fits_motion(count, camera_fps, motion, 12.0)

@@ -62,7 +62,7 @@ def held_out_clip(tmp_path_factory):
 @pytest.mark.slow
 def test_shipped_model_draws_the_person_from_the_driving_and_a_novel_camera(shipped, held_out_clip):
     from dimo_engine.driving import encode_driving
-    from dimo_engine.generation import conform_camera, reenact
+    from dimo_engine.reenact import conform_camera, reenact
     from training.evaluate_character import silhouette_iou
 
     clip = held_out_clip

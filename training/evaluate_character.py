@@ -134,7 +134,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
     measure how much of the error the generator, the pose and the root's travel each cost."""
     from dimo_engine.camera import project_points
     from dimo_engine.driving import encode_driving
-    from dimo_engine.generation import GenerationSettings, conform_camera, reenact
+    from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
 
     per_kind: dict[str, dict[str, list[float]]] = {}
     sheet_rows = []

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from dimo_engine.camera import camera_path_from_phrase, load_camera_path, save_camera_path
     from dimo_engine.driving import encode_driving, read_driving
     from dimo_engine.motion_file import load_motion_file, motion_num_frames
-    from dimo_engine.generation import GenerationSettings, conform_camera, reenact
+    from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
     from dimo_engine.video_io import read_image, to_uint8, write_png_sequence, write_video
 
     if not args.camera_specs:

@@ -25,9 +25,9 @@ from blender_addon.core.api_schema import JobStatus, Progress
 from dimo_engine.camera import load_camera_path
 from dimo_engine.driving import MAX_MOTION_FRAMES, check_driving_length, content_hash, encode_driving, read_driving
 from dimo_engine.errors import InputError
-from dimo_engine.generation import GenerationCancelled, GenerationSettings, conform_camera, reenact
 from dimo_engine.motion_cache import MotionCache, model_id
 from dimo_engine.motion_file import load_motion_file, motion_num_frames
+from dimo_engine.reenact import GenerationCancelled, GenerationSettings, conform_camera, reenact
 from dimo_engine.video_io import read_image, write_png
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blender_addon.core.camera_rigs import static_view
-from dimo_engine.generation import GenerationSettings, reenact, reference_to_pil
+from dimo_engine.reenact import GenerationSettings, reenact, reference_to_pil
 from dimo_engine.pipelines import create_character_pipeline, create_random_pipeline
 from dimo_engine.pipelines.pipeline_dimo import MotionTokens
 
