@@ -209,6 +209,32 @@ def test_trained_keypoint_locator_gives_hand_boxes(driving):
     assert motion.hands.shape[1] == len(frames)
 
 
+def test_keypoint_locator_hand_boxes_are_the_renderers_recipe(driving):
+    from blender_addon.core.annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND, hand_boxes
+    from dimo_engine.models import KeypointLocator
+
+    locator = KeypointLocator(image_size=32, channels=(8, 8), trained=True).eval()
+    frames = driving[0][..., :40]  # 48 x 40: the recipe pads by 2 % of the longer side
+    with torch.no_grad():
+        joints, _ = locator.locate(frames)
+        boxes = locator.hand_boxes(frames)
+    expected = hand_boxes(joints.double().numpy(), np.ones(joints.shape[:2], dtype=bool),
+                          [SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND], 48)
+    torch.testing.assert_close(boxes, torch.from_numpy(expected).float())
+    sides = boxes[..., 2:] - boxes[..., :2]
+    torch.testing.assert_close(sides[..., 0], sides[..., 1])  # square, as the training crops
+
+
+def test_the_shipped_keypoint_locator_config_has_no_unknown_keys():
+    from pathlib import Path
+
+    from dimo_engine.models import KeypointLocator
+
+    folder = Path(__file__).resolve().parents[1] / "dimo_engine" / "weights" / "default" / "keypoint_locator"
+    _, unused, _ = KeypointLocator.extract_init_dict(KeypointLocator.load_config(folder))
+    assert not unused  # hand_padding, no longer read, is still accepted
+
+
 def test_default_reference_camera_is_a_front_view(driving):
     pipe = create_random_pipeline(seed=0, preset="tiny")
     torch.nn.init.normal_(pipe.transformer.camera_embedding.weight, std=0.05)  # make the rays matter

@@ -6,6 +6,7 @@ checkpoint says `trained=True`, the pipeline refuses to guess hand boxes with it
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -13,11 +14,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from kornia.geometry.subpix import spatial_expectation2d
 from torch import nn
 
+from blender_addon.core.annotations import SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND
+from blender_addon.core.annotations import hand_boxes as annotated_hand_boxes
 from dimo_engine.errors import InputError
-
-# SMPL-H order: 20/21 are the wrists, 22-36 the left fingers, 37-51 the right fingers.
-LEFT_HAND_JOINTS = (20, *range(22, 37))
-RIGHT_HAND_JOINTS = (21, *range(37, 52))
 
 
 class KeypointLocator(ModelMixin, ConfigMixin):
@@ -28,7 +27,8 @@ class KeypointLocator(ModelMixin, ConfigMixin):
         channels: widths of the stride-2 conv stages (heatmaps come out at image_size / 2**len(channels)).
         num_joints: joints predicted, in SMPL-H order.
         trained: set by training when the weights are fit; the pipeline only uses a trained locator.
-        hand_padding: hand boxes are the joints' extent grown by this fraction of their size on each side.
+        hand_padding: no longer read (hand boxes follow the renderer's recipe); accepted so checkpoints saved
+            with it load without a warning.
     """
 
     @register_to_config
@@ -71,15 +71,13 @@ class KeypointLocator(ModelMixin, ConfigMixin):
         return expected * scale, confidence
 
     def hand_boxes(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames `(F, 3, H, W)` -> hand boxes `(F, 2, 4)` [x0, y0, x1, y1] pixels (left, right), from the
-        wrist and finger joints, padded by `hand_padding`."""
+        """frames `(F, 3, H, W)` -> hand boxes `(F, 2, 4)` [x0, y0, x1, y1] pixels (left, right) around the
+        located wrist and finger joints, by the recipe the clip renderer annotates the training hands with
+        (`blender_addon.core.annotations.hand_boxes`), so the hand encoder sees the crops it was trained on."""
         if self.config.num_joints < 52:
             raise InputError("This keypoint locator has no finger joints; give hand boxes with the driving video.")
         joints, _ = self.locate(frames)
-        boxes = []
-        for indices in (LEFT_HAND_JOINTS, RIGHT_HAND_JOINTS):
-            points = joints[:, list(indices)]  # (F, 16, 2)
-            low, high = points.amin(1), points.amax(1)
-            pad = (high - low).amax(-1, keepdim=True).clamp_min(4.0) * self.config.hand_padding
-            boxes.append(torch.cat([low - pad, high + pad], dim=-1))
-        return torch.stack(boxes, dim=1)
+        pixels = joints.detach().double().cpu().numpy()  # (F, 52, 2)
+        located = np.ones(pixels.shape[:2], dtype=bool)  # a joint found in the frame is in front of its camera
+        boxes = annotated_hand_boxes(pixels, located, [SMPLH_LEFT_HAND, SMPLH_RIGHT_HAND], max(frames.shape[-2:]))
+        return torch.from_numpy(boxes).to(device=joints.device, dtype=joints.dtype)
