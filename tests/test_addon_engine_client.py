@@ -66,3 +66,22 @@ def test_events_parse_back_with_heartbeats_between():
     import json
 
     assert api.JobStatus.from_dict(json.loads(events[0][1])) == status
+
+
+def test_the_upload_body_parses_back_as_the_same_fields_and_files(tmp_path):
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    from blender_addon.engine_client import _multipart_body
+
+    video = tmp_path / "driving.mp4"
+    video.write_bytes(b"\x00\r\n--dimo-not-a-boundary\r\n\xff" * 50)  # binary that looks like a part break
+    body, content_type = _multipart_body({"settings": '{"seed": 3}', "note": "Düsseldorf take 2"}, [("video", video)])
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+    assert set(parts) == {"settings", "note", "video"}
+    assert parts["settings"].get_payload(decode=True) == b'{"seed": 3}'
+    assert parts["note"].get_payload(decode=True).decode("utf-8") == "Düsseldorf take 2"
+    assert parts["video"].get_filename() == "driving.mp4"
+    assert parts["video"].get_content_type() == "video/mp4"
+    assert parts["video"].get_payload(decode=True) == video.read_bytes()
