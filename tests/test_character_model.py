@@ -233,6 +233,11 @@ def test_joint_stage_needs_the_encoder_stage_and_configs_refuse_unknown_keys(cli
         train_stage(_config(clips, tmp_path / "fresh"), "joint")
     with pytest.raises(InputError, match="unknown setting"):
         CharacterTrainConfig.load("character-default", {"encoder_stepz": "3"})
+    with pytest.raises(InputError, match="joint_steps='0'.*greater than or equal to 1"):
+        CharacterTrainConfig.load("character-default", {"joint_steps": "0"})
+    with pytest.raises(InputError, match="valid number"):
+        CharacterTrainConfig.load("character-default", {"generator_lr": "fast"})
+    assert CharacterTrainConfig.load("character-default", {"joint_batch": "8"}).joint_batch == 8
 
 
 @pytest.mark.slow

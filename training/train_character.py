@@ -25,10 +25,13 @@ import signal
 import time
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
@@ -48,46 +51,56 @@ STAGES = ("encoders", "joint", "appearance")
 TRAINED_MODULES = ("body_encoder", "hand_encoder", "generator")
 
 
-@dataclasses.dataclass
+Steps = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(ge=0)]
+Ratio = Annotated[float, Field(ge=0, le=1)]
+
+
+@pydantic_dataclass(config=ConfigDict(extra="forbid"))
 class CharacterTrainConfig:
+    """Every setting of `train_character`, typed and range-checked (pydantic); `load` reads a TOML config."""
+
     dataset: str = "data/clips"
     output_dir: str = "runs/character"
     seed: int = 0
-    threads: int = 2
+    threads: Steps = 2
     # stage "encoders"
-    encoder_steps: int = 2000
-    encoder_batch: int = 64
-    encoder_lr: float = 1e-3
-    perspective: float = 0.25  # kornia RandomPerspective distortion of driving crops
+    encoder_steps: Steps = 2000
+    encoder_batch: Steps = 64
+    encoder_lr: Rate = 1e-3
+    perspective: Ratio = 0.25  # kornia RandomPerspective distortion of driving crops
     # stage "joint"
-    joint_steps: int = 3000
-    joint_batch: int = 16
-    generator_lr: float = 5e-4
-    joint_encoder_lr: float = 1e-4
-    aux_weight: float = 1.0
-    aux_hold_steps: int = 500
-    aux_end_step: int = 2000
-    alpha_loss_weight: float = 2.0
-    opaque_reference_ratio: float = 0.3  # references given with their set and no alpha
+    joint_steps: Steps = 3000
+    joint_batch: Steps = 16
+    generator_lr: Rate = 5e-4
+    joint_encoder_lr: Rate = 1e-4
+    aux_weight: Rate = 1.0
+    aux_hold_steps: Count = 500
+    aux_end_step: Count = 2000
+    alpha_loss_weight: Rate = 2.0
+    opaque_reference_ratio: Ratio = 0.3  # references given with their set and no alpha
     # stage "appearance": the joint stage's models, the generator widened to read the reference's colours splatted
     # at the target (its new input channels start at zero, so it starts as the joint stage ended)
-    appearance_steps: int = 1200
-    appearance_lr: float = 3e-4
-    appearance_encoder_lr: float = 5e-5
-    same_view_ratio: float = 0.3
-    cross_view_ratio: float = 0.5
-    moving_camera_ratio: float = 0.2
+    appearance_steps: Steps = 1200
+    appearance_lr: Rate = 3e-4
+    appearance_encoder_lr: Rate = 5e-5
+    same_view_ratio: Ratio = 0.3
+    cross_view_ratio: Ratio = 0.5
+    moving_camera_ratio: Ratio = 0.2
     # both
-    checkpoint_every: int = 200
-    log_every: int = 20
+    checkpoint_every: Steps = 200
+    log_every: Steps = 20
     # a pipeline folder (e.g. dimo_engine/weights/default) whose encoders and generator start the joint stage, instead
     # of the encoder stage's checkpoint: to continue training a shipped model
     init_from: str = ""
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0: no limit
-    pause_at_step: int = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
+    max_minutes: Rate = 0.0  # stop (with a checkpoint) after this long; 0: no limit
+    pause_at_step: Count = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
 
     @classmethod
     def load(cls, name_or_path: str, overrides: dict[str, str] | None = None) -> "CharacterTrainConfig":
+        """A TOML config (a file, or a name in training/configs/; its [sections] are for reading only) with
+        `--set key=value` overrides on top; an unknown key, a wrong type or a value out of range is refused."""
         path = Path(name_or_path)
         if not path.is_file():
             path = CONFIG_DIR / f"{name_or_path}.toml"
@@ -97,18 +110,16 @@ class CharacterTrainConfig:
         for key, value in tomllib.loads(path.read_text()).items():
             values.update(value if isinstance(value, dict) else {key: value})
         values.update(overrides or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
+        known = sorted(f.name for f in dataclasses.fields(cls))
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise InputError(f"{path}: unknown setting(s) {unknown}; known: {sorted(fields)}")
-        converted = {}
-        for key, value in values.items():
-            kind = type(getattr(cls(), key))
-            try:
-                converted[key] = kind(value) if kind is not bool else str(value).lower() in ("1", "true", "yes")
-            except ValueError:
-                raise InputError(f"setting {key}={value!r} is not a {kind.__name__}") from None
-        return cls(**converted)
+            raise InputError(f"{path}: unknown setting(s) {unknown}; known: {known}")
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            key = ".".join(str(part) for part in problem["loc"])
+            raise InputError(f"{path}: setting {key}={problem.get('input')!r}: {problem['msg'].lower()}.") from None
 
 
 # ---- losses of the motion encoders ----------------------------------------------------------------------------
