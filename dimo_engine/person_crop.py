@@ -8,22 +8,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from blender_addon.core.annotations import alpha_box
+
 # Neutral grey behind a person cut out by alpha, and in the padding of letterboxed frames.
 BACKGROUND = 0.5
 PERSON_PADDING = 0.15  # fraction of the person box added on every side
 
 
-def person_box_from_alpha(alpha: np.ndarray, threshold: int = 16) -> tuple[float, float, float, float] | None:
+def person_box_from_alpha(alpha: np.ndarray) -> tuple[float, float, float, float] | None:
     """Box `[x0, y0, x1, y1]` around every pixel the person covers in any frame of alpha (F, H, W).
 
-    One box for the whole clip, so the person's travel across the frame stays in the motion.
+    One box for the whole clip, so the person's travel across the frame stays in the motion. The recipe is the
+    renderer's annotation box (`blender_addon.core.annotations.alpha_box`), over the clip.
     """
-    mask = alpha > threshold
-    if not mask.any():
-        return None
-    rows = np.flatnonzero(mask.any(axis=(0, 2)))
-    cols = np.flatnonzero(mask.any(axis=(0, 1)))
-    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+    return alpha_box(alpha)
 
 
 def square_box(box, image_width: int, image_height: int, padding: float = PERSON_PADDING) -> tuple[int, int, int, int]:

@@ -11,6 +11,7 @@ import pytest
 import roma
 import torch
 
+from blender_addon.core.annotations import PERSON_ALPHA_THRESHOLD
 from dimo_engine.cli.main import main
 from dimo_engine.clip_plan import RenderSettings, parse_shard, shard_indices
 from dimo_engine.errors import InputError
@@ -174,7 +175,7 @@ def test_tiny_render_is_complete_and_consistent(dataset):
                     u, v = annotations["joints2d"][frame, wrist]
                     assert x0 < u < x1 and y0 < v < y1
                 x0, y0, x1, y1 = annotations["person_box"][frame]
-                ys, xs = np.nonzero(mask[frame] > 127)
+                ys, xs = np.nonzero(mask[frame] > PERSON_ALPHA_THRESHOLD)
                 assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         assert np.mean(hits) >= 0.95, np.mean(hits)
 

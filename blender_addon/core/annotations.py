@@ -15,6 +15,8 @@ SMPLH_RIGHT_HAND = [21] + list(range(37, 52))
 # joint on the camera plane still gets a finite pixel in joints2d.
 IN_FRONT_DEPTH = 1e-6
 MIN_DIVISOR_DEPTH = 1e-9
+# alpha above this (of 255) is the person, soft edges included: the person box's threshold everywhere
+PERSON_ALPHA_THRESHOLD = 16
 
 
 def project_joints(joints: np.ndarray, camera_path):
@@ -44,12 +46,23 @@ def hand_boxes(joints2d: np.ndarray, in_front: np.ndarray, hands, image_size: in
     return boxes
 
 
+def alpha_box(alpha: np.ndarray, threshold: int = PERSON_ALPHA_THRESHOLD) -> tuple[float, float, float, float] | None:
+    """The person's box: [x0, y0, x1, y1] pixel edges around every pixel whose uint8 alpha exceeds `threshold`, in
+    one frame (H, W) or in any frame of a clip (F, H, W); None when the person is nowhere. The one recipe the
+    renderer's annotations and the engine's person crop (training and inference) share."""
+    mask = np.asarray(alpha) > threshold
+    if mask.ndim == 3:
+        mask = mask.any(axis=0)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+
+
 def person_box(alpha: np.ndarray) -> np.ndarray:
-    """[x0, y0, x1, y1] pixel-edge box of the mask alpha (H, W) uint8; zeros when empty."""
-    ys, xs = np.nonzero(alpha > 127)
-    if len(xs) == 0:
-        return np.zeros(4)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)
+    """One frame's person box (`alpha_box` of alpha (H, W) uint8) as an array; zeros when empty."""
+    box = alpha_box(alpha)
+    return np.zeros(4) if box is None else np.array(box, dtype=np.float64)
 
 
 def view_annotations(joints: np.ndarray, camera_path, person_boxes, hands) -> dict:
