@@ -9,26 +9,7 @@ from blender_addon.core.camera_rigs import static_view
 from dimo_engine.reenact import GenerationSettings, reenact, reference_to_pil
 from dimo_engine.pipelines import create_character_pipeline, create_random_pipeline
 from dimo_engine.pipelines.pipeline_dimo import MotionTokens
-
-
-class CountingPipeline:
-    """A pipeline counting its calls and the reference encodings asked of it."""
-
-    def __init__(self, pipe):
-        self._pipe = pipe
-        self.calls = 0
-        self.reference_encodings = 0
-
-    def __getattr__(self, name):
-        return getattr(self._pipe, name)
-
-    def encode_reference(self, *args, **kwargs):
-        self.reference_encodings += 1
-        return self._pipe.encode_reference(*args, **kwargs)
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        return self._pipe(*args, **kwargs)
+from tests.pipeline_doubles import CountingPipeline
 
 
 class PictureEveryWindow(CountingPipeline):

@@ -26,32 +26,10 @@ from dimo_engine.camera import camera_path_to_dict
 from dimo_engine.pipelines import create_random_pipeline
 from dimo_engine.server import JobRunner, Limits, create_app
 from dimo_engine.video_io import write_video
+from tests.pipeline_doubles import CountingPipeline
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class CountingPipeline:
-    """The real tiny pipeline, counting `encode_motion` calls and optionally slowed at every denoising step."""
-
-    def __init__(self, pipe):
-        self._pipe = pipe
-        self.encode_calls = 0
-        self.step_delay = 0.0
-
-    def __getattr__(self, name):
-        return getattr(self._pipe, name)
-
-    def encode_motion(self, *args, **kwargs):
-        self.encode_calls += 1
-        return self._pipe.encode_motion(*args, **kwargs)
-
-    def __call__(self, *args, callback_on_step_end=None, **kwargs):
-        def slowed(pipe, step, timestep, callback_kwargs):
-            time.sleep(self.step_delay)
-            return callback_on_step_end(pipe, step, timestep, callback_kwargs)
-
-        return self._pipe(*args, callback_on_step_end=slowed, **kwargs)
 
 
 def job_inputs(folder, video_height: int, camera_width: int, camera_height: int) -> dict:
