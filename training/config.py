@@ -1,45 +1,54 @@
 """Training configuration: one dataclass, filled from a TOML file in training/configs/ and overridden by field name.
 
 `load_config("tiny-cpu", {"max_steps": "20"})` reads training/configs/tiny-cpu.toml (or any .toml
-path), checks every key is a known field, and converts override strings to the field's type.
+path), checks every key is a known field, and checks and converts each value by the field's type
+(pydantic: types, ranges, the allowed words), override strings parsed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from dimo_engine.errors import InputError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-@dataclass
+Positive = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+@dataclass(config=ConfigDict(extra="forbid"))
 class TrainConfig:
     # data
     dataset: str = "datasets/clips"  # root of a rendered clip dataset (dimo render-clips)
     split: str = "train"
-    num_frames: int = 17  # frames per example; Wan's VAE wants 4k+1
-    height: int = 128
-    width: int = 128
-    window_stride: int = 4  # temporal windows start at multiples of this (cached latents exist per window)
-    same_view_ratio: float = 0.3
-    cross_view_ratio: float = 0.5
-    moving_camera_ratio: float = 0.2
+    num_frames: Positive = 17  # frames per example; Wan's VAE wants 4k+1
+    height: Positive = 128
+    width: Positive = 128
+    window_stride: Positive = 4  # temporal windows start at multiples of this (cached latents exist per window)
+    same_view_ratio: NonNegative = 0.3
+    cross_view_ratio: NonNegative = 0.5
+    moving_camera_ratio: NonNegative = 0.2
     use_latent_cache: bool = True  # read views/<name>/latents_*.safetensors when present
     augment_driving: bool = True  # perspective + appearance augmentation of driving frames
-    num_workers: int = 0
+    num_workers: Count = 0
 
     # model
     pretrained: str = ""  # a DiMoPipeline folder to start from; empty = random weights of `preset`
     preset: str = "tiny-cpu"  # create_random_pipeline preset when `pretrained` is empty
     wan_path: str = ""  # a local Wan2.1 diffusers folder used as the backbone (DiMoTransformer3DModel.from_wan)
-    trainable: str = "all"  # all | new (motion/camera layers, encoders, heads) | new+blocks (and the last `trainable_blocks` DiT blocks)
-    trainable_blocks: int = 0
+    trainable: Literal["all", "new", "new+blocks"] = "all"  # all | new (motion/camera layers, encoders, heads) | new+blocks (and the last `trainable_blocks` DiT blocks)
+    trainable_blocks: Count = 0
     gradient_checkpointing: bool = False
-    control: str = "none"  # none | pose2d | joints3d-noisy: a benchmark baseline's pixel-aligned control (training/baselines.py)
+    control: Literal["none", "pose2d", "joints3d-noisy"] = "none"  # none | pose2d | joints3d-noisy: a benchmark baseline's pixel-aligned control (training/baselines.py)
 
     # objective
     weighting_scheme: str = "logit_normal"  # timestep density (diffusers.training_utils)
@@ -48,38 +57,38 @@ class TrainConfig:
     logit_std: float = 1.0
     mode_scale: float = 1.29
     aux_weight: float = 1.0  # initial weight of the geometric pose loss
-    aux_hold_steps: int = 0  # steps at full weight
-    aux_end_step: int = 100  # S: the weight is exactly 0 from here on and the heads are skipped
-    aux_schedule: str = "cosine"  # constant | linear | cosine
+    aux_hold_steps: Count = 0  # steps at full weight
+    aux_end_step: Count = 100  # S: the weight is exactly 0 from here on and the heads are skipped
+    aux_schedule: Literal["constant", "linear", "cosine"] = "cosine"  # constant | linear | cosine
     hand_aux_weight: float = 1.0  # relative weight of the hand head within the geometric loss
-    motion_dropout: float = 0.1  # probability of dropping a sample's motion tokens (CFG)
-    person_loss_weight: float = 0.0  # extra flow-loss weight on latent cells the person covers (1 + this x coverage)
+    motion_dropout: Annotated[float, Field(ge=0, le=1)] = 0.1  # probability of dropping a sample's motion tokens (CFG)
+    person_loss_weight: NonNegative = 0.0  # extra flow-loss weight on latent cells the person covers (1 + this x coverage)
 
     # optimisation
     seed: int = 0
-    max_steps: int = 200
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
+    max_steps: Count = 200
+    batch_size: Positive = 1
+    gradient_accumulation_steps: Positive = 1
+    learning_rate: NonNegative = 1e-4
+    weight_decay: NonNegative = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
-    lr_warmup_steps: int = 0
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    lr_warmup_steps: Count = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # no | fp16 | bf16 (accelerate)
     cpu: bool = False  # train on the CPU even where a GPU is present (also what makes multi-process CPU runs use gloo)
     use_ema: bool = True
     ema_decay: float = 0.999
 
     # keypoint locator (trained on the renders' 2D joints, exported with the pipeline)
-    locator_steps: int = 0  # 0 skips it
+    locator_steps: Count = 0  # 0 skips it
     locator_learning_rate: float = 3e-4
 
     # output
     output_dir: str = "runs/tiny-cpu"
-    checkpoint_every: int = 50
-    checkpoints_total_limit: int = 2
-    log_every: int = 1
+    checkpoint_every: Count = 50  # 0: no checkpoints
+    checkpoints_total_limit: Positive = 2
+    log_every: Positive = 1
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     export: bool = True  # write a DiMoPipeline folder to <output_dir>/pipeline at the end
 
@@ -91,23 +100,20 @@ class TrainConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+ADAPTERS = {name: TypeAdapter(TrainConfig.__pydantic_fields__[name].rebuild_annotation()) for name in FIELDS}
+
+
 def _convert(name: str, value, source: str):
-    kind = type(FIELDS[name].default)
-    if isinstance(value, str) and kind is not str:
-        text = value.strip()
-        try:
-            if kind is bool:
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(text)
-                return text.lower() in ("true", "1", "yes")
-            return kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
-        except ValueError:
-            raise InputError(f"{source}: {name} = {value!r} is not a {kind.__name__}; give e.g. {name}={FIELDS[name].default!r}.") from None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(f"{source}: {name} = {value!r} is not a {kind.__name__}; give e.g. {name} = {FIELDS[name].default!r}.")
-    return value
+    """One setting checked and converted by its field's type (pydantic): text from the command line is parsed,
+    a TOML value must already have the type (an int may stand for a float)."""
+    try:
+        return ADAPTERS[name].validate_python(value, strict=not isinstance(value, str))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        kind = type(FIELDS[name].default).__name__
+        if problem["type"].endswith(("_parsing", "_type")):
+            raise InputError(f"{source}: {name} = {value!r} is not a {kind}; give e.g. {name}={FIELDS[name].default!r}.") from None
+        raise InputError(f"{source}: {name} = {value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}.") from None
 
 
 def config_path(name_or_path: str) -> Path:
@@ -164,18 +170,8 @@ def load_config(name_or_path: str | None = None, overrides: dict | None = None) 
 def check_config(config: TrainConfig) -> None:
     if (config.num_frames - 1) % 4:
         raise InputError(f"num_frames = {config.num_frames}: Wan's VAE needs 4k+1 frames; use e.g. 5, 9, 17.")
-    if min(config.pair_ratios.values()) < 0 or sum(config.pair_ratios.values()) <= 0:
-        raise InputError("same_view_ratio, cross_view_ratio and moving_camera_ratio must be >= 0 and not all 0.")
-    if config.trainable not in ("all", "new", "new+blocks"):
-        raise InputError(f"trainable = {config.trainable!r}; use all, new or new+blocks.")
-    if config.control not in ("none", "pose2d", "joints3d-noisy"):
-        raise InputError(f"control = {config.control!r}; use none (DiMo), pose2d or joints3d-noisy (the baselines).")
-    if config.aux_schedule not in ("constant", "linear", "cosine"):
-        raise InputError(f"aux_schedule = {config.aux_schedule!r}; use constant, linear or cosine.")
-    if config.person_loss_weight < 0:
-        raise InputError(f"person_loss_weight = {config.person_loss_weight}; use 0 (off) or a positive extra weight.")
-    if config.mixed_precision not in ("no", "fp16", "bf16"):
-        raise InputError(f"mixed_precision = {config.mixed_precision!r}; use no, fp16 or bf16.")
+    if sum(config.pair_ratios.values()) <= 0:  # each is >= 0 by its type
+        raise InputError("same_view_ratio, cross_view_ratio and moving_camera_ratio must not all be 0.")
 
 
 def config_as_dict(config: TrainConfig) -> dict:
