@@ -3,10 +3,10 @@
 A job is a `BackgroundJob`: `work(job)` runs in a daemon thread, must not touch `bpy`, and `post`s
 messages; or a `StepsJob`, for work that must run on the main thread (Blender renders): a generator of
 (done, total) advanced one step per poll. The main thread `poll`s a job, from the shared
-`bpy.app.timers` callback `tick` or from the modal operator that started it (`operators/stepped.py`
-for steps, Generate for its engine job), and applies what it posted in small, fast handlers, so every
-main-thread step stays far below 50 ms. `latest_job(name)` finds a job by name, finished or not; the
-window manager's `dimo_job` only shows its progress and messages.
+`bpy.app.timers` callback `tick` or from the modal operator that started it (`operators/modal_job.py`,
+the one modal loop: the stepped renders and Generate are built on it), and applies what it posted in
+small, fast handlers, so every main-thread step stays far below 50 ms. `latest_job(name)` finds a job
+by name, finished or not; the window manager's `dimo_job` only shows its progress and messages.
 """
 
 from __future__ import annotations

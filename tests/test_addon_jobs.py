@@ -58,18 +58,21 @@ class ModalStandIn:
     """The Generate operator's modal step run outside Blender's event loop (which the bpy module lacks)."""
 
     def __init__(self, job):
+        # No window timer was added (`_timer` is None), so the operator's end removes none.
+        self._job, self._timer, self.reports, self.result = job, None, [], None
+
+    def __getattr__(self, name):
+        """The operator's own attributes, its methods bound to this stand-in (a registered operator
+        class cannot be instantiated outside Blender's event loop)."""
         from blender_addon.operators.generate import DIMO_OT_generate
 
-        self._job, self._timer, self.reports, self.result = job, None, [], None
-        self._modal = DIMO_OT_generate.modal
+        value = getattr(DIMO_OT_generate, name)
+        return value.__get__(self) if callable(value) else value
 
     def step(self, event):
         import bpy
 
-        return self._modal(self, bpy.context, event)
-
-    def _finish(self, context):
-        pass  # the real one removes the window timer and status text, which this stand-in never added
+        return self.modal(bpy.context, event)
 
     def report(self, kind, text):
         self.reports.append((set(kind), text))

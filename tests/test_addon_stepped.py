@@ -1,9 +1,14 @@
-"""Long main-thread work: a generator run as a `long_work.StepsJob`, polled by a modal operator's timer."""
+"""Long work run by a modal operator (`operators/modal_job.py`): a main-thread generator run as a
+`long_work.StepsJob`, or a background job, polled by the operator's timer."""
 
+import threading
 from types import SimpleNamespace
 
 import pytest
 
+from blender_addon import long_work
+from blender_addon.engine_client import EngineError
+from blender_addon.operators.modal_job import ModalJobOperator
 from blender_addon.operators.stepped import SteppedOperator
 
 pytestmark = pytest.mark.blender
@@ -11,7 +16,7 @@ pytestmark = pytest.mark.blender
 
 class _WindowManager:
     def __init__(self):
-        self.calls = []
+        self.calls, self.timers_added = [], 0
 
     def progress_begin(self, low, high):
         self.calls.append("begin")
@@ -23,6 +28,7 @@ class _WindowManager:
         self.calls.append("end")
 
     def event_timer_add(self, interval, window=None):
+        self.timers_added += 1
         return "timer"
 
     def event_timer_remove(self, timer):
@@ -58,7 +64,7 @@ def _context():
 
 
 def _event(kind):
-    return SimpleNamespace(type=kind)
+    return SimpleNamespace(type=kind, value="PRESS")
 
 
 def test_timer_ticks_advance_the_steps_and_finish_once():
@@ -111,3 +117,52 @@ def test_execute_runs_every_step_at_once():
     operator = _Counting(total=4)
     assert operator.execute(_context()) == {"FINISHED"}
     assert operator.cleaned_up and operator.reports == [("INFO", "all done")]
+
+
+class _Waiting(ModalJobOperator):
+    """A background job whose worker stops only when `release` is set: the cancel is seen then."""
+
+    def __init__(self):
+        self.release, self.reports, self.ended_count = threading.Event(), [], 0
+
+    def start_job(self, context):
+        def work(job):
+            self.release.wait(10)
+            job.raise_if_cancelled()
+            return "result"
+
+        return long_work.BackgroundJob("_Waiting", work).start()
+
+    def done_message(self, context):
+        return "done"
+
+    def job_ended(self, context):
+        self.ended_count += 1
+
+    def report(self, kind, message):
+        self.reports.append((next(iter(kind)), message))
+
+
+def test_escape_asks_a_background_job_to_stop_and_the_operator_ends_once_its_worker_has():
+    operator, context = _Waiting(), _context()
+    assert operator.invoke(context, _event("NONE")) == {"RUNNING_MODAL"}
+    assert operator.modal(context, _event("ESC")) == {"RUNNING_MODAL"}  # the worker has not stopped yet
+    assert operator.modal(context, _event("TIMER")) == {"RUNNING_MODAL"} and operator.ended_count == 0
+    operator.release.set()
+    operator._job.join(5)
+    assert operator.modal(context, _event("TIMER")) == {"CANCELLED"}
+    assert operator._job.state == "cancelled" and operator.ended_count == 1
+    assert operator.reports == [("WARNING", "Cancelled.")]
+    assert context.window_manager.timers_added == 1 and context.window_manager.calls == ["timer removed"]
+    long_work.tick()  # the shared timer forgets the finished job
+
+
+def test_a_job_the_engine_refuses_to_start_is_reported_and_adds_no_timer():
+    class Refused(_Waiting):
+        def start_job(self, context):
+            raise EngineError("The engine at http://127.0.0.1:8765 is not running; start it in the DiMo panel.")
+
+    operator, context = Refused(), _context()
+    assert operator.invoke(context, _event("NONE")) == {"CANCELLED"}
+    assert operator.reports == [("ERROR", "The engine at http://127.0.0.1:8765 is not running; start it in the DiMo panel.")]
+    assert context.window_manager.timers_added == 0 and operator.ended_count == 0

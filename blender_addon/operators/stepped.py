@@ -1,12 +1,13 @@
 """Operators whose long work must run on the main thread (Blender renders), built on the add-on's one
-job mechanism (`long_work.StepsJob`): the work is a generator that yields (done, total) after each small
-step; the modal operator's timer polls the job, shows progress, and Esc (or `request_cancel` on the job)
-cancels it by closing the generator, which cleans up after itself."""
+job mechanism (`long_work.StepsJob`, run by `modal_job.ModalJobOperator`): the work is a generator that
+yields (done, total) after each small step; the modal operator's timer polls the job, shows progress, and
+Esc (or `request_cancel` on the job) cancels it by closing the generator, which cleans up after itself."""
 
 from .. import long_work
+from .modal_job import ModalJobOperator
 
 
-class SteppedOperator:
+class SteppedOperator(ModalJobOperator):
     """Mixin for an operator whose work is `steps(context)`, a generator of (done, total).
 
     Subclasses define `steps` and `finished(context) -> str` (the report when all steps ran), and may
@@ -14,9 +15,8 @@ class SteppedOperator:
     background mode) `execute` runs every step at once. The job is `long_work.latest_job(job_name)`.
     """
 
-    cancel_message = "Cancelled."
-    _job = None
-    _timer = None
+    # One step per tick: tick often, so the steps themselves set the pace.
+    timer_interval_s = 0.01
 
     @property
     def job_name(self) -> str:
@@ -53,45 +53,26 @@ class SteppedOperator:
         self.report({"INFO"}, self.finished(context))
         return {"FINISHED"}
 
-    def invoke(self, context, event):
-        try:
-            self._job = long_work.StepsJob(
-                self.job_name, self.steps(context), on_message=lambda job, step: self._progress(context, *step)
-            ).start()
-        except ValueError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        self.started(context)
-        window_manager = context.window_manager
-        window_manager.progress_begin(0.0, 1.0)
-        self._timer = window_manager.event_timer_add(0.01, window=context.window)
-        window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+    # -- ModalJobOperator ----------------------------------------------------------------------
 
-    def modal(self, context, event):
-        if event.type == "ESC":
-            self._job.request_cancel()
-        elif event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if not self._job.poll():
-            return {"RUNNING_MODAL"}
-        self._end(context)
-        if self._job.state == "done":
-            self.report({"INFO"}, self.finished(context))
-            return {"FINISHED"}
-        if self._job.state == "failed":
-            self.report({"ERROR"}, self._job.error)
-        else:
-            self.report({"WARNING"}, self.cancel_message)
-        return {"CANCELLED"}
+    def start_job(self, context) -> long_work.StepsJob:
+        return long_work.StepsJob(
+            self.job_name, self.steps(context), on_message=lambda job, step: self._progress(context, *step)
+        ).start()
+
+    def job_started(self, context):
+        self.started(context)
+        context.window_manager.progress_begin(0.0, 1.0)
+
+    def job_ended(self, context):
+        context.window_manager.progress_end()
+        self.ended(context)
+
+    def done_message(self, context) -> str:
+        return self.finished(context)
 
     def _progress(self, context, done: int, total: int):
         self.progress(context, done, total)
         context.window_manager.progress_update(done / total)
         for area in context.screen.areas if context.screen else ():
             area.tag_redraw()
-
-    def _end(self, context):
-        context.window_manager.progress_end()
-        context.window_manager.event_timer_remove(self._timer)
-        self.ended(context)
