@@ -20,9 +20,17 @@ from dimo_engine.errors import InputError
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
+# The setting types both training configs (this one and train_character's) are built from.
 Positive = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]
+Ratio = Annotated[float, Field(ge=0, le=1)]
+
+
+def validation_problem(error: ValidationError) -> str:
+    """pydantic's first complaint as the tail of one sentence: "input should be greater than or equal to 1"."""
+    message = error.errors()[0]["msg"]
+    return message[0].lower() + message[1:]
 
 
 @dataclass(config=ConfigDict(extra="forbid"))
@@ -61,7 +69,7 @@ class TrainConfig:
     aux_end_step: Count = 100  # S: the weight is exactly 0 from here on and the heads are skipped
     aux_schedule: Literal["constant", "linear", "cosine"] = "cosine"  # constant | linear | cosine
     hand_aux_weight: float = 1.0  # relative weight of the hand head within the geometric loss
-    motion_dropout: Annotated[float, Field(ge=0, le=1)] = 0.1  # probability of dropping a sample's motion tokens (CFG)
+    motion_dropout: Ratio = 0.1  # probability of dropping a sample's motion tokens (CFG)
     person_loss_weight: NonNegative = 0.0  # extra flow-loss weight on latent cells the person covers (1 + this x coverage)
 
     # optimisation
@@ -113,7 +121,7 @@ def _convert(name: str, value, source: str):
         kind = type(FIELDS[name].default).__name__
         if problem["type"].endswith(("_parsing", "_type")):
             raise InputError(f"{source}: {name} = {value!r} is not a {kind}; give e.g. {name}={FIELDS[name].default!r}.") from None
-        raise InputError(f"{source}: {name} = {value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}.") from None
+        raise InputError(f"{source}: {name} = {value!r}: {validation_problem(error)}.") from None
 
 
 def config_path(name_or_path: str) -> Path:

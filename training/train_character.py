@@ -25,12 +25,11 @@ import signal
 import time
 import tomllib
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from blender_addon.core.atomic_io import atomic_write
@@ -44,17 +43,12 @@ from dimo_engine.pipelines.pipeline_dimo_character import (
     token_anchors,
 )
 from training.character_data import CharacterExamples, build_character_cache, composite_over_background
+from training.config import Count, NonNegative, Positive, Ratio, validation_problem
 from training.losses import annealed_weight
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("encoders", "joint", "appearance")
 TRAINED_MODULES = ("body_encoder", "hand_encoder", "generator")
-
-
-Steps = Annotated[int, Field(ge=1)]
-Count = Annotated[int, Field(ge=0)]
-Rate = Annotated[float, Field(ge=0)]
-Ratio = Annotated[float, Field(ge=0, le=1)]
 
 
 @pydantic_dataclass(config=ConfigDict(extra="forbid"))
@@ -64,37 +58,37 @@ class CharacterTrainConfig:
     dataset: str = "data/clips"
     output_dir: str = "runs/character"
     seed: int = 0
-    threads: Steps = 2
+    threads: Positive = 2
     # stage "encoders"
-    encoder_steps: Steps = 2000
-    encoder_batch: Steps = 64
-    encoder_lr: Rate = 1e-3
+    encoder_steps: Positive = 2000
+    encoder_batch: Positive = 64
+    encoder_lr: NonNegative = 1e-3
     perspective: Ratio = 0.25  # kornia RandomPerspective distortion of driving crops
     # stage "joint"
-    joint_steps: Steps = 3000
-    joint_batch: Steps = 16
-    generator_lr: Rate = 5e-4
-    joint_encoder_lr: Rate = 1e-4
-    aux_weight: Rate = 1.0
+    joint_steps: Positive = 3000
+    joint_batch: Positive = 16
+    generator_lr: NonNegative = 5e-4
+    joint_encoder_lr: NonNegative = 1e-4
+    aux_weight: NonNegative = 1.0
     aux_hold_steps: Count = 500
     aux_end_step: Count = 2000
-    alpha_loss_weight: Rate = 2.0
+    alpha_loss_weight: NonNegative = 2.0
     opaque_reference_ratio: Ratio = 0.3  # references given with their set and no alpha
     # stage "appearance": the joint stage's models, the generator widened to read the reference's colours splatted
     # at the target (its new input channels start at zero, so it starts as the joint stage ended)
-    appearance_steps: Steps = 1200
-    appearance_lr: Rate = 3e-4
-    appearance_encoder_lr: Rate = 5e-5
+    appearance_steps: Positive = 1200
+    appearance_lr: NonNegative = 3e-4
+    appearance_encoder_lr: NonNegative = 5e-5
     same_view_ratio: Ratio = 0.3
     cross_view_ratio: Ratio = 0.5
     moving_camera_ratio: Ratio = 0.2
     # both
-    checkpoint_every: Steps = 200
-    log_every: Steps = 20
+    checkpoint_every: Positive = 200
+    log_every: Positive = 20
     # a pipeline folder (e.g. dimo_engine/weights/default) whose encoders and generator start the joint stage, instead
     # of the encoder stage's checkpoint: to continue training a shipped model
     init_from: str = ""
-    max_minutes: Rate = 0.0  # stop (with a checkpoint) after this long; 0: no limit
+    max_minutes: NonNegative = 0.0  # stop (with a checkpoint) after this long; 0: no limit
     pause_at_step: Count = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
 
     @classmethod
@@ -119,7 +113,7 @@ class CharacterTrainConfig:
         except ValidationError as error:
             problem = error.errors()[0]
             key = ".".join(str(part) for part in problem["loc"])
-            raise InputError(f"{path}: setting {key}={problem.get('input')!r}: {problem['msg'].lower()}.") from None
+            raise InputError(f"{path}: setting {key}={problem.get('input')!r}: {validation_problem(error)}.") from None
 
 
 # ---- losses of the motion encoders ----------------------------------------------------------------------------
