@@ -28,8 +28,6 @@ from dimo_engine.character_layer import (
     splat_motion,
     target_boxes,
 )
-from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, person_box_from_locator, square_box
-from dimo_engine.video_io import resample_indices
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
     AnchoredMotionEncoder,
@@ -39,6 +37,8 @@ from dimo_engine.models.anchored_motion_encoder import (
 )
 from dimo_engine.models.keypoint_locator import KeypointLocator
 from dimo_engine.pipelines.pipeline_dimo import DenoisingLoopMixin, DiMoPipelineOutput, MotionTokens
+from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, person_box_from_locator, square_box
+from dimo_engine.video_io import resample_indices
 
 HAND_CROP = 16
 DRIVING_CHUNK = 64  # driving frames turned into floats at a time
@@ -91,7 +91,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     model_cpu_offload_seq = "body_encoder->hand_encoder->generator"
     _optional_components = ["keypoint_locator"]
     _callback_tensor_inputs = ["latents"]
-    reads_alpha = True  # the reference's alpha finds the character; `generation.reenact` passes it through
+    reads_alpha = True  # the reference's alpha finds the character; `reenact.reenact` passes it through
 
     def __init__(self, body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, generator: UNet2DModel,
                  scheduler: FlowMatchEulerDiscreteScheduler, keypoint_locator: KeypointLocator | None = None,
@@ -303,7 +303,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
                 `pipe._interrupt = True` to stop after the current step.
             callback_on_step_end_tensor_inputs: the loop's tensors the callback gets, from `_callback_tensor_inputs`.
             drop_motion: generate with the motion maps zeroed (the probe that the generator reads the motion).
-            motion_guidance_scale: accepted for the shared call signature (`generation.reenact`); this model samples
+            motion_guidance_scale: accepted for the shared call signature (`reenact.reenact`); this model samples
                 without guidance, so any value gives the same frames.
             reference_latents: the reference as the pipeline encodes it (`encode_reference`: its crop), instead of
                 `reference_image`: encode once for many windows and cameras.
