@@ -15,6 +15,7 @@ from kornia.geometry.transform import crop_and_resize
 
 from dimo_engine.body.skeleton import SMPLH_PARENTS
 from dimo_engine.camera import project_points
+from dimo_engine.models.anchored_motion_encoder import smooth_in_time
 
 BODY_PARENTS = [int(p) for p in SMPLH_PARENTS[:22]]
 BONE_SAMPLES = (0.25, 0.5, 0.75)  # points along each bone, besides its two joints
@@ -58,14 +59,7 @@ def target_boxes(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.
 
 def smooth_boxes(boxes: torch.Tensor, sigma_frames: float = 1.0) -> torch.Tensor:
     """Boxes of consecutive frames `(F, 4)` smoothed in time (Gaussian), so the crop does not shake the layer."""
-    if boxes.shape[0] < 3 or sigma_frames <= 0:
-        return boxes
-    radius = int(3 * sigma_frames)
-    offsets = torch.arange(-radius, radius + 1, dtype=boxes.dtype, device=boxes.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma_frames) ** 2)
-    padded = F.pad(boxes.T[None], (radius, radius), mode="replicate")  # (1, 4, F + 2r)
-    smoothed = F.conv1d(padded.reshape(4, 1, -1), (kernel / kernel.sum()).view(1, 1, -1))
-    return smoothed[:, 0].T
+    return smooth_in_time(boxes, sigma_frames)
 
 
 def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
@@ -88,6 +82,67 @@ def paste_crops(crops: torch.Tensor, boxes: torch.Tensor, height: int, width: in
     grid_y = (ys[None] - y0) / (y1 - 1 - y0).clamp_min(1e-6) * 2 - 1
     grid = torch.stack([grid_x, grid_y], dim=-1)  # (N, H, W, 2)
     return F.grid_sample(crops, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+# The body as capsules around its bones, for the body proxy: each segment runs between two body joints, or from a
+# joint on along its parent bone's direction by a length (the head above the head joint, the hands past the wrists).
+# Radii (metres, at the segment's start and end) were fitted to the training renders' silhouettes from their true
+# joints (`python -m training.fit_body_proxy`); the head's and hands' extensions too.
+PROXY_SEGMENTS = tuple((int(p), child, 0.0) for child, p in enumerate(BODY_PARENTS) if p >= 0) + (
+    (15, 15, 0.12),  # head top: past the head joint, along neck -> head
+    (20, 20, 0.08), (21, 21, 0.08),  # hands: past the wrists, along elbow -> wrist
+)
+PROXY_RADII = (
+    (0.11, 0.09), (0.11, 0.09), (0.13, 0.13), (0.085, 0.06), (0.085, 0.06), (0.13, 0.13), (0.055, 0.045),
+    (0.055, 0.045), (0.13, 0.14), (0.045, 0.035), (0.045, 0.035), (0.09, 0.05), (0.09, 0.06), (0.09, 0.06),
+    (0.05, 0.09), (0.06, 0.05), (0.06, 0.05), (0.05, 0.04), (0.05, 0.04), (0.04, 0.03), (0.04, 0.03),
+    (0.1, 0.09), (0.035, 0.03), (0.035, 0.03),
+)
+PROXY_EDGE_PX = 0.7  # softness of the capsules' edge in crop pixels
+
+
+def proxy_segments(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Body joints `(N, 22, 3)` -> the proxy's segment starts and ends `(N, len(PROXY_SEGMENTS), 3)`."""
+    starts, ends = [], []
+    for start, end, extension in PROXY_SEGMENTS:
+        if extension == 0.0:
+            starts.append(joints[:, start])
+            ends.append(joints[:, end])
+        else:  # on past the joint, along the direction of the bone that ends there
+            direction = joints[:, end] - joints[:, BODY_PARENTS[end]]
+            direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            starts.append(joints[:, end])
+            ends.append(joints[:, end] + extension * direction)
+    return torch.stack(starts, 1), torch.stack(ends, 1)
+
+
+def body_proxy(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor, boxes: torch.Tensor, size: int,
+               radii: torch.Tensor | None = None) -> torch.Tensor:
+    """Where a body of typical build would cover a target camera's crop, from the motion's body anchors
+    `(N, >=22, 3)` (character frame): capsules around the bones (`PROXY_RADII`, metres), each end's radius turned
+    into pixels by its own depth, so the proxy grows as the camera comes closer and thins with the crop box.
+    -> coverage `(N, 1, size, size)` in [0, 1]. The generator draws the character's own shape from it."""
+    radii = torch.tensor(PROXY_RADII, dtype=anchors.dtype, device=anchors.device) if radii is None else radii
+    starts, ends = proxy_segments(anchors[:, :22])
+    count = starts.shape[1]
+    uv, depth = project_points(torch.cat([starts, ends], 1), K, world_to_camera)  # (N, 2G, 2), (N, 2G)
+    side = (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6)
+    to_crop = (size - 1) / side  # crop pixels per frame pixel
+    crop_uv = (uv - boxes[:, None, :2]) * to_crop[:, None, None]
+    focal = K[:, 0, 0] if K.dim() == 3 else K[0, 0].expand(anchors.shape[0])
+    in_front = depth > 1e-3
+    radius_px = torch.cat([radii[:, 0], radii[:, 1]])[None] * focal[:, None] / depth.clamp_min(1e-3) * to_crop[:, None]
+    radius_px = torch.where(in_front, radius_px, torch.zeros_like(radius_px))
+    a, b = crop_uv[:, :count], crop_uv[:, count:]  # (N, G, 2)
+    grid = torch.arange(size, dtype=anchors.dtype, device=anchors.device)
+    pixels = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).reshape(1, 1, -1, 2)  # (1, 1, S*S, 2)
+    along = b - a
+    t = (((pixels - a[:, :, None]) * along[:, :, None]).sum(-1) / along.pow(2).sum(-1, keepdim=True).clamp_min(1e-6))
+    t = t.clamp(0, 1)  # (N, G, S*S)
+    distance = (pixels - (a[:, :, None] + t[..., None] * along[:, :, None])).norm(dim=-1)
+    radius = radius_px[:, :count, None] * (1 - t) + radius_px[:, count:, None] * t
+    coverage = torch.sigmoid((radius - distance) / PROXY_EDGE_PX) * (radius > 0)
+    return coverage.amax(dim=1).reshape(-1, 1, size, size)
 
 
 def splat(points_uv: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

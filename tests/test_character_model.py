@@ -102,6 +102,39 @@ def test_splat_peaks_at_the_point_and_smoothing_keeps_a_still_box():
     assert smooth_boxes(shaky)[:, 0].std() < shaky[:, 0].std()
 
 
+def test_body_proxy_covers_the_body_grows_as_the_camera_comes_closer_and_draws_nothing_behind_it():
+    from dimo_engine.character_layer import body_proxy
+    from dimo_engine.camera import project_points
+
+    body = standing_body()[None]  # (1, 22, 3)
+    K = torch.tensor(intrinsics_from_fov(40.0, 128, 128), dtype=torch.float32)[None]
+    areas = {}
+    for distance in (3.0, 6.0):
+        world_to_camera = torch.linalg.inv(camera_to_world(0.0, distance))[None]
+        boxes = torch.tensor([[0.0, 0.0, 128.0, 128.0]])  # the whole frame, so areas compare across distances
+        coverage = body_proxy(body, K, world_to_camera, boxes, 128)
+        assert coverage.shape == (1, 1, 128, 128) and 0 <= float(coverage.min()) and float(coverage.max()) <= 1
+        uv, _ = project_points(body, K, world_to_camera)
+        pixels = uv[0].round().long().clamp(0, 127)
+        assert (coverage[0, 0, pixels[:, 1], pixels[:, 0]] > 0.5).all()  # every joint is inside the body
+        assert float(coverage[0, 0, :8, :8].max()) < 0.01  # and a corner far from it is empty
+        areas[distance] = float((coverage > 0.5).sum())
+    assert 3.0 < areas[3.0] / areas[6.0] < 5.0  # twice as close: about four times the pixels
+    behind = torch.linalg.inv(camera_to_world(180.0, 4.0))[None].clone()
+    behind[:, 2, 3] -= 10.0  # the camera moved 10 m on along its optical axis: the body is behind it now
+    assert float(body_proxy(body, K, behind, torch.tensor([[0.0, 0.0, 128.0, 128.0]]), 64).max()) == 0.0
+
+
+def test_smoothing_in_time_keeps_a_still_signal_and_calms_a_shaky_one():
+    from dimo_engine.models.anchored_motion_encoder import smooth_in_time
+
+    still = torch.ones(9, 22, 3)
+    assert torch.allclose(smooth_in_time(still, 1.0), still)
+    shaky = still + torch.tensor([0.1, -0.1] * 4 + [0.1])[:, None, None]
+    assert smooth_in_time(shaky, 1.0).std(0).max() < 0.5 * shaky.std(0).max()
+    assert torch.equal(smooth_in_time(shaky[:2], 1.0), shaky[:2]) and torch.equal(smooth_in_time(shaky, 0), shaky)
+
+
 # ---- pipeline ---------------------------------------------------------------------------------------------
 
 
@@ -309,6 +342,52 @@ def test_dimo_generate_writes_the_rgba_layer_or_flat_frames_over_a_background(pi
     assert (flat[empty] == (255, 0, 0)).all()  # the background shows wherever the layer is empty
     assert main([*common, "--out", str(tmp_path / "bad"), "--background", "not-a-colour"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_body_proxy_pipeline_reads_one_more_channel_keeps_it_through_a_folder_and_starts_as_the_plain_one(tmp_path):
+    from training.train_character import widened_generator
+
+    plain, proxied = create_character_pipeline(seed=0), create_character_pipeline(seed=1, body_proxy=True)
+    assert proxied.generator.config.in_channels == plain.generator.config.in_channels + 1
+    assert not proxied.reads_appearance
+    proxied.generator.load_state_dict(widened_generator(plain.generator.state_dict(), proxied))
+    proxied.body_encoder.load_state_dict(plain.body_encoder.state_dict())
+    proxied.hand_encoder.load_state_dict(plain.hand_encoder.state_dict())
+    camera = orbit(3)
+    motion = _tokens(3)
+    plain_maps, boxes = plain.motion_maps(motion, camera)
+    maps, same_boxes = proxied.motion_maps(motion, camera)
+    assert torch.equal(boxes, same_boxes) and torch.equal(maps[:, :-1], plain_maps)
+    assert maps.shape[1] == plain_maps.shape[1] + 1 and float(maps[:, -1].max()) > 0.9  # coverage, in [-1, 1]
+    reference = np.zeros((64, 64, 4), np.uint8)
+    reference[8:56, 24:40] = (40, 90, 200, 255)
+    generated = {name: p(reference, motion, camera, num_inference_steps=2, generator=torch.Generator().manual_seed(0)
+                         ).frames for name, p in (("plain", plain), ("proxied", proxied))}
+    np.testing.assert_allclose(generated["plain"], generated["proxied"], atol=1e-4)  # zero weights: the same layer
+    save_pipeline(proxied, tmp_path / "proxied")
+    assert load_pipeline(tmp_path / "proxied", device="cpu").config.body_proxy is True
+
+
+def test_the_mirrored_reading_swaps_each_joint_with_its_twin_and_a_mirrored_crop_reads_as_the_mirrored_body(pipe):
+    from dimo_engine.body.skeleton import SMPLH_JOINT_NAMES
+    from dimo_engine.pipelines.pipeline_dimo_character import MIRROR_JOINTS_2D
+
+    def twin(name):
+        return name.replace("left", "@").replace("right", "left").replace("@", "right")
+
+    assert [SMPLH_JOINT_NAMES[i] for i in MIRROR_JOINTS_2D] == [twin(n) for n in SMPLH_JOINT_NAMES[:52]]
+    crops = torch.rand(1, 3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[[0.2, 0.1, 0.5]] * 3])
+    with torch.no_grad():
+        seen = pipe.mirror_averaged(crops, boxes)
+        mirrored = pipe.mirror_averaged(crops.flip(-1), boxes * torch.tensor([-1.0, 1.0, 1.0]))
+        plain = pipe.body_encoder(crops, boxes)
+    anchors = seen["anchors"][:, :, MIRROR_JOINTS_2D[:22]] * torch.tensor([-1.0, 1.0, 1.0])
+    torch.testing.assert_close(mirrored["anchors"], anchors)
+    joints = seen["joints_2d"][:, :, MIRROR_JOINTS_2D]
+    torch.testing.assert_close(mirrored["joints_2d"], torch.stack([1 - joints[..., 0], joints[..., 1]], -1))
+    torch.testing.assert_close(seen["features"], plain["features"])  # the generator reads the crop's own features
+    assert not torch.allclose(seen["anchors"], plain["anchors"])
 
 
 def test_widening_the_generator_for_appearance_changes_nothing_until_it_trains():

@@ -6,7 +6,10 @@
 - `layer_report`: the character layer through the same calls as `dimo generate` (`encode_driving` ->
   `reenact`), per target kind: silhouette IoU of the generated alpha against the rendered mask, 2D joint error of
   the motion the layer is drawn from (its anchors projected by the target camera), and the alpha's frame-to-frame
-  flicker next to the ground truth's; plus a driving | ground truth | generated sheet.
+  flicker next to the ground truth's; plus a driving | ground truth | generated sheet;
+- `proxy_report`: the body proxy alone (capsules around the motion's bones, no generator) pasted into the frames,
+  the same silhouette IoU: what a typical body drawn from the motion scores, from the true joints or the encoded
+  motion, so the generator's own contribution and the motion's cost can be read apart.
 
 `python -m training.evaluate_character --model PATH --test data/test_clips` prints both as JSON.
 """
@@ -176,10 +179,41 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
 
 
 @torch.no_grad()
+def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0) -> dict:
+    """Per target kind and for novel >= 90: silhouette IoU of the body proxy alone (`character_layer.body_proxy`
+    drawn from the motion's anchors in each target camera, its crop box as the layer's, pasted into the frame)."""
+    from dimo_engine.character_layer import body_proxy, paste_crops
+    from dimo_engine.driving import encode_driving
+    from dimo_engine.reenact import conform_camera
+
+    per_kind: dict[str, list[float]] = {}
+    clips = list(ClipDataset(test_root, "test"))
+    for clip in clips[:max_clips] if max_clips else clips:
+        motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps)
+        motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
+        for view in clip.views.values():
+            kind = view.info.get("bench_target")
+            if kind is None:
+                continue
+            camera = conform_camera(view.camera, motion.num_frames, float(pipe.config.fps))
+            _, boxes = pipe.motion_maps(motion, camera)
+            anchors = motion.body[0, :, :, -3:].float()
+            K, world_to_camera = torch.from_numpy(camera.K).float(), torch.from_numpy(camera.world_to_camera).float()
+            coverage = body_proxy(anchors, K, world_to_camera, boxes, int(pipe.config.crop_size))
+            layer = paste_crops(coverage, boxes, clip.height, clip.width)[:, 0].numpy()
+            per_kind.setdefault(kind, []).append(silhouette_iou(layer, view.frames()[..., 3] / 255.0))
+    summary = {kind: round(float(np.mean(v)), 4) for kind, v in per_kind.items()}
+    wide = sum((per_kind[k] for k in NOVEL_WIDE if k in per_kind), [])
+    if wide:
+        summary["novel_>=90"] = round(float(np.mean(wide)), 4)
+    return summary
+
+
+@torch.no_grad()
 def probe_motion(pipe, cache_path, num_pairs: int = 32, seed: int = 123, noise_levels=(0.3, 0.6, 0.9)) -> dict:
     """Does the generator read the motion? Its clean-image loss on the person's pixels (alpha > 0 in the target
     crop) for training pairs as trained, with the motion maps dropped, and with another pair's reference."""
-    from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
+    from dimo_engine.character_layer import crop_boxes, target_boxes
     from dimo_engine.pipelines.pipeline_dimo_character import rgba_to_model, token_anchors
     from training.character_data import CharacterExamples, composite_over_background
     from training.train_character import character_anchors, encode
@@ -193,13 +227,11 @@ def probe_motion(pipe, cache_path, num_pairs: int = 32, seed: int = 123, noise_l
     boxes = target_boxes(anchors, K, world_to_camera)
     clean = rgba_to_model(crop_boxes(batch["target_frames"], boxes, size))
     reference = rgba_to_model(batch["reference_crop"])
-    maps = splat_motion(anchors, now["features"][:, 0], K, world_to_camera, boxes, size, float(pipe.config.splat_sigma),
-                        pipe.appearance_colours(reference))
+    maps = pipe.splat(anchors, now["features"][:, 0], K, world_to_camera, boxes, pipe.appearance_colours(reference))
     person = (clean[:, 3:4] > -1 + 1e-3).expand_as(clean)
     generator = torch.Generator().manual_seed(seed)
     other = reference.roll(1, dims=0)  # another pair's character, its colours splatted too for a reading generator
-    other_maps = splat_motion(anchors, now["features"][:, 0], K, world_to_camera, boxes, size,
-                              float(pipe.config.splat_sigma), pipe.appearance_colours(other))
+    other_maps = pipe.splat(anchors, now["features"][:, 0], K, world_to_camera, boxes, pipe.appearance_colours(other))
     conditions = {"as trained": (reference, maps), "motion dropped": (reference, torch.zeros_like(maps)),
                   "other reference": (other, other_maps)}
     losses = {name: [] for name in conditions}
@@ -255,12 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clips", type=int, default=0)
     parser.add_argument("--motion-source", choices=MOTION_SOURCES, default="encoded",
                         help="replace the encoded anchors by the truth (error decomposition)")
+    parser.add_argument("--proxy-only", action="store_true",
+                        help="score the body proxy alone (no generator) instead of the generated layer")
     args = parser.parse_args(argv)
     from dimo_engine.cli.model_args import resolve_model_path
 
     torch.set_num_threads(2)
     pipe = load_pipeline(resolve_model_path(Path(args.model) if args.model else None), device="cpu")
     pipe.set_progress_bar_config(disable=True)
+    if args.proxy_only:
+        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips)}
+        print(json.dumps(report, indent=1))
+        return 0
     report = {"codec": codec_report(args.test), "encoder": encoder_report(pipe, args.test, args.train_cache)}
     if Path(args.train_cache).is_file():
         report["probe"] = probe_motion(pipe, args.train_cache)

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from blender_addon.core.atomic_io import atomic_write
-from dimo_engine.character_layer import crop_boxes, splat_motion, target_boxes
+from dimo_engine.character_layer import crop_boxes, target_boxes
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import turned_anchors
 from dimo_engine.pipelines.pipeline_dimo_character import (
@@ -73,6 +73,9 @@ class CharacterTrainConfig:
     aux_hold_steps: Count = 500
     aux_end_step: Count = 2000
     alpha_loss_weight: NonNegative = 2.0
+    # the generator also reads the body proxy (capsules around the anchors' bones, `character_layer.body_proxy`); a
+    # generator from `init_from` without it is widened with zero weights, so it starts as it was
+    body_proxy: bool = False
     opaque_reference_ratio: Ratio = 0.3  # references given with their set and no alpha
     # stage "appearance": the joint stage's models, the generator widened to read the reference's colours splatted
     # at the target (its new input channels start at zero, so it starts as the joint stage ended)
@@ -198,8 +201,7 @@ def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, gene
     opaque = torch.rand(reference.shape[0], generator=generator) < config.opaque_reference_ratio
     with_set = torch.cat([batch["reference_crop"][:, :3] * 2 - 1, torch.ones_like(reference[:, :1])], dim=1)
     reference = torch.where(opaque[:, None, None, None], with_set, reference)
-    maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(pipe.config.splat_sigma),
-                        pipe.appearance_colours(reference))
+    maps = pipe.splat(anchors, features, K, world_to_camera, boxes, pipe.appearance_colours(reference))
 
     sigmas = torch.sigmoid(torch.randn(clean.shape[0], generator=generator))  # logit-normal noise levels
     noise = torch.randn(clean.shape, generator=generator)
@@ -250,7 +252,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     cache = build_character_cache(config.dataset, "train")
     examples = CharacterExamples(cache, {"same_view": config.same_view_ratio, "cross_view": config.cross_view_ratio,
                                          "moving_camera": config.moving_camera_ratio})
-    pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance")
+    pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy)
     checkpoint = _checkpoint_path(config, stage)
     if stage == "appearance":
         joint = _checkpoint_path(config, "joint")
@@ -266,7 +268,8 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     elif stage == "joint":
         encoders = _checkpoint_path(config, "encoders")
         if not checkpoint.is_file() and config.init_from:
-            _load_models(pipe, {"models": pipeline_weights(config.init_from)})
+            models = pipeline_weights(config.init_from)
+            _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
         elif not checkpoint.is_file():
             if not encoders.is_file():
                 raise InputError(f"{encoders} is missing; run the 'encoders' stage first.")
@@ -292,6 +295,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     augmentation = CropAugmentation(config.perspective)
     for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
         module.train()
+    if stage == "joint" and config.joint_encoder_lr == 0 and config.aux_weight == 0:
+        for module in (pipe.body_encoder, pipe.hand_encoder):  # frozen: no backward pass through them
+            module.requires_grad_(False)
 
     stop = {"now": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -359,8 +365,9 @@ def module_weights(pipe) -> dict[str, dict]:
 
 
 def widened_generator(weights: dict, pipe) -> dict:
-    """The joint stage's generator weights for a generator with more input channels: the new channels' weights in
-    the first convolution are zero, so the widened generator computes exactly what the old one did."""
+    """A generator's weights for a generator with as many or more input channels (appearance colours, the body
+    proxy): the new channels' weights in the first convolution are zero, so the widened generator computes exactly
+    what the old one did."""
     weights = dict(weights)
     old = weights["conv_in.weight"]
     new = torch.zeros_like(pipe.generator.conv_in.weight)

@@ -202,6 +202,20 @@ def character_frame_root(root: torch.Tensor, first_root: torch.Tensor, turn: tor
         torch.stack([torch.zeros_like(root[..., 0]), torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
 
 
+def smooth_in_time(values: torch.Tensor, sigma_frames: float) -> torch.Tensor:
+    """Values of consecutive frames `(F, ...)` smoothed along the first axis by a Gaussian of `sigma_frames` (the
+    ends repeated); a clip shorter than 3 frames, or sigma 0, comes back as it is."""
+    if values.shape[0] < 3 or sigma_frames <= 0:
+        return values
+    radius = int(3 * sigma_frames)
+    offsets = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma_frames) ** 2)
+    channels = values.reshape(values.shape[0], -1).T[:, None]  # (C, 1, F)
+    padded = F.pad(channels, (radius, radius), mode="replicate")
+    smoothed = F.conv1d(padded, (kernel / kernel.sum()).view(1, 1, -1))[:, 0]  # (C, F)
+    return smoothed.T.reshape(values.shape)
+
+
 def root_from_track(joints_px: torch.Tensor, anchors: torch.Tensor, root: torch.Tensor, image_width: int,
                     smooth_frames: float = 3.0) -> torch.Tensor:
     """The root's place in the view frame over a clip `(F, 3)`, from the body's 2D track in the driving frames.
@@ -219,13 +233,7 @@ def root_from_track(joints_px: torch.Tensor, anchors: torch.Tensor, root: torch.
     p = body - body.mean(1, keepdim=True)
     scale = ((q * p).sum((1, 2)) / p.pow(2).sum((1, 2)).clamp_min(1e-6)).clamp_min(1e-3)  # (F,) px per metre
     pelvis_u = points.mean(1)[:, 0] - scale * body.mean(1)[:, 0]
-    if scale.shape[0] >= 3 and smooth_frames > 0:
-        radius = int(3 * smooth_frames)
-        offsets = torch.arange(-radius, radius + 1, dtype=scale.dtype)
-        kernel = torch.exp(-0.5 * (offsets / smooth_frames) ** 2)
-        kernel = (kernel / kernel.sum()).view(1, 1, -1)
-        smooth = lambda x: F.conv1d(F.pad(x.view(1, 1, -1), (radius, radius), mode="replicate"), kernel).view(-1)  # noqa: E731
-        scale, pelvis_u = torch.exp(smooth(torch.log(scale))), smooth(pelvis_u)
+    scale, pelvis_u = torch.exp(smooth_in_time(torch.log(scale), smooth_frames)), smooth_in_time(pelvis_u, smooth_frames)
     focal = (root[:, 1].clamp_min(0.5) * scale).median()
     depth = focal / scale
     sideways = (pelvis_u - image_width / 2) / scale
@@ -246,5 +254,5 @@ def box_features(boxes: torch.Tensor, image_width: int, image_height: int) -> to
     return torch.stack([centre_x, centre_y, side], dim=-1) / float(image_height)
 
 
-__all__ = ["AnchoredMotionEncoder", "box_features", "character_frame_anchors", "facing_error_deg",
+__all__ = ["AnchoredMotionEncoder", "box_features", "character_frame_anchors", "facing_error_deg", "smooth_in_time",
            "view_frame_targets", "view_frame_rotation"]

@@ -21,6 +21,7 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2D
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from dimo_engine.character_layer import (
+    body_proxy,
     crop_boxes,
     paste_crops,
     reference_colours,
@@ -34,6 +35,7 @@ from dimo_engine.models.anchored_motion_encoder import (
     box_features,
     character_frame_anchors,
     root_from_track,
+    smooth_in_time,
 )
 from dimo_engine.models.keypoint_locator import KeypointLocator
 from dimo_engine.pipelines.pipeline_dimo import DenoisingLoopMixin, DiMoPipelineOutput, MotionTokens
@@ -41,8 +43,16 @@ from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, person_bo
 from dimo_engine.video_io import resample_indices
 
 HAND_CROP = 16
+# Over a clip, the body's pose is smoothed in time (Gaussian sigma, frames), and the body's scale in the frame, which
+# gives its depth, more (a still body's fitted scale wobbles with its pose).
+POSE_SMOOTHING_FRAMES = 2.0
+SCALE_SMOOTHING_FRAMES = 6.0
 DRIVING_CHUNK = 64  # driving frames turned into floats at a time
 WRISTS = (20, 21)
+# Each body joint's mirror twin (SMPL-H: left and right swap), and the 52 2D joints' (body, then the left hand's 15
+# and the right hand's 15).
+MIRROR_JOINTS = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20]
+MIRROR_JOINTS_2D = MIRROR_JOINTS + list(range(37, 52)) + list(range(22, 37))
 
 
 def motion_from_crops(body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, crops: torch.Tensor,
@@ -85,7 +95,8 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     Components: `body_encoder` and `hand_encoder` (AnchoredMotionEncoder), `generator` (diffusers UNet2DModel in
     pixel space: noisy RGBA crop + reference crop + splatted motion maps -> clean RGBA crop), `scheduler`
     (FlowMatchEulerDiscreteScheduler), optional `keypoint_locator` (finds the person in driving videos without
-    alpha). Config: `num_frames` (frames per call), `fps`, `height`/`width` (default camera size), `crop_size`.
+    alpha). Config: `num_frames` (frames per call), `fps`, `height`/`width` (default camera size), `crop_size`,
+    `splat_sigma`, `body_proxy` (the generator also reads where a typical body would cover the crop, `body_proxy`).
     """
 
     model_cpu_offload_seq = "body_encoder->hand_encoder->generator"
@@ -96,12 +107,12 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     def __init__(self, body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, generator: UNet2DModel,
                  scheduler: FlowMatchEulerDiscreteScheduler, keypoint_locator: KeypointLocator | None = None,
                  num_frames: int = 17, fps: float = 12.0, height: int = 128, width: int = 128, crop_size: int = 64,
-                 splat_sigma: float = 1.5):
+                 splat_sigma: float = 1.5, body_proxy: bool = False):
         super().__init__()
         self.register_modules(body_encoder=body_encoder, hand_encoder=hand_encoder, generator=generator,
                               scheduler=scheduler, keypoint_locator=keypoint_locator)
         self.register_to_config(num_frames=num_frames, fps=fps, height=height, width=width, crop_size=crop_size,
-                                splat_sigma=splat_sigma)
+                                splat_sigma=splat_sigma, body_proxy=body_proxy)
         self._interrupt = False
 
     # ---- motion ---------------------------------------------------------------------------------------------
@@ -144,7 +155,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
                 images = images[:, :3] * images[:, 3:] + BACKGROUND * (1 - images[:, 3:])
             boxes = torch.tensor(box, dtype=torch.float32).expand(images.shape[0], 4)
             crops = crop_boxes(images[:, :3], boxes, size).to(device)  # (t, 3, S, S)
-            body = self.body_encoder(crops[None], box_features(boxes, width, height).to(device)[None])
+            body = self.mirror_averaged(crops[None], box_features(boxes, width, height).to(device)[None])
             hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (t, 2, 4)
             hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
             body["hand_features"] = self.hand_encoder(hand_crops[None].to(device))["features"]
@@ -155,11 +166,26 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         # The root's travel comes from the clip's 2D track, not from single crops (root_from_track).
         side = (boxes[:, 2] - boxes[:, 0])[:, None, None].to(device)
         joints_px = body["joints_2d"][0] * side + boxes[:, None, :2].to(device)
-        root = root_from_track(joints_px, body["anchors"][0], body["root"][0], width)[None]  # (1, T, 3)
-        anchors = character_frame_anchors(body["anchors"], root)  # (1, T, 22, 3)
+        pose = smooth_in_time(body["anchors"][0], POSE_SMOOTHING_FRAMES)  # (T, 22, 3) root-relative, view frame
+        root = root_from_track(joints_px, pose, body["root"][0], width, SCALE_SMOOTHING_FRAMES)[None]  # (1, T, 3)
+        anchors = character_frame_anchors(pose[None], root)  # (1, T, 22, 3)
         all_anchors = token_anchors(anchors)
         tokens = torch.cat([torch.cat([body["features"], body["hand_features"]], dim=2), all_anchors], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
+
+    def mirror_averaged(self, crops: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The body encoder on driving crops `(B, F, 3, S, S)` (box features `(B, F, 3)`) and on their mirror image,
+        its geometry ("anchors", "joints_2d", "root") averaged with the mirrored answer turned back (left and right
+        swapped, x negated): the two answers' errors partly cancel. The tokens' features are the crops' own, as the
+        generator was trained on."""
+        body = self.body_encoder(crops, boxes)
+        mirror = self.body_encoder(crops.flip(-1), boxes * boxes.new_tensor([-1.0, 1.0, 1.0]))  # the box mirrored too
+        anchors = mirror["anchors"][:, :, MIRROR_JOINTS]
+        joints_2d = mirror["joints_2d"][:, :, MIRROR_JOINTS_2D]
+        mirrored = {"anchors": anchors * anchors.new_tensor([-1.0, 1.0, 1.0]),
+                    "joints_2d": joints_2d * joints_2d.new_tensor([-1.0, 1.0]) + joints_2d.new_tensor([1.0, 0.0]),
+                    "root": mirror["root"] * mirror["root"].new_tensor([-1.0, 1.0, 1.0])}
+        return {**body, **{key: (body[key] + value) / 2 for key, value in mirrored.items()}}
 
     def _hand_boxes(self, joints_2d: torch.Tensor, boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """Hand crop boxes `(T, 2, 4)` from the body encoder's 2D joints (crop units), by the same recipe the clip
@@ -224,7 +250,8 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     @property
     def reads_appearance(self) -> bool:
         """Whether the generator takes the reference's colours splatted at the target (3 input channels more)."""
-        return int(self.generator.config.in_channels) == 8 + int(self.body_encoder.config.feature_dim) + 2 + 3
+        proxy = 1 if self.config.body_proxy else 0
+        return int(self.generator.config.in_channels) == 8 + int(self.body_encoder.config.feature_dim) + 2 + 3 + proxy
 
     def appearance_colours(self, reference: torch.Tensor) -> torch.Tensor | None:
         """Reference crops in the generator's space `(N, 4, S, S)` -> the colours `(N, P, 3)` at the body encoder's
@@ -234,6 +261,17 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         rgb = (reference[:, :3] + 1) / 2
         joints = self.body_encoder(rgb[:, None])["joints_2d"][:, 0, :22]
         return reference_colours(rgb, token_anchors(joints))
+
+    def splat(self, anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor,
+              boxes: torch.Tensor, colours: torch.Tensor | None = None) -> torch.Tensor:
+        """What the generator reads of the motion in each target crop (training and sampling alike): token anchors
+        `(N, K, 3)` and features `(N, K, D)`, cameras, boxes `(N, 4)` -> maps `(N, C, S, S)`: `splat_motion`, then the
+        body proxy's coverage when the model reads it."""
+        size = int(self.config.crop_size)
+        maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(self.config.splat_sigma), colours)
+        if not self.config.body_proxy:
+            return maps
+        return torch.cat([maps, body_proxy(anchors, K, world_to_camera, boxes, size) * 2 - 1], dim=1)
 
     def motion_maps(self, motion: MotionTokens, target_cameras, colours: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,9 +284,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         boxes = smooth_boxes(target_boxes(anchors, K, world_to_camera))
         if colours is not None:
             colours = colours.expand(anchors.shape[0], -1, -1)
-        maps = splat_motion(anchors, features, K, world_to_camera, boxes, int(self.config.crop_size),
-                            float(self.config.splat_sigma), colours)
-        return maps, boxes
+        return self.splat(anchors, features, K, world_to_camera, boxes, colours), boxes
 
     def prepare_latents(self, num_frames: int, generator=None, latents=None) -> torch.Tensor:
         """One noise image for every frame (F, 4, S, S): the same seed draws the same person, frame after frame."""
@@ -362,16 +398,19 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
 
 
 def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: int = 64,
-                              generator_channels=(32, 64, 96, 128), appearance: bool = False) -> DiMoCharacterPipeline:
+                              generator_channels=(32, 64, 96, 128), appearance: bool = False,
+                              body_proxy: bool = False) -> DiMoCharacterPipeline:
     """A fresh, untrained default-model pipeline (deterministic from `seed`); `appearance`: its generator also reads
-    the reference's colours splatted at the target (`reference_colours`)."""
+    the reference's colours splatted at the target (`reference_colours`); `body_proxy`: and the body proxy's
+    coverage (`character_layer.body_proxy`)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body = AnchoredMotionEncoder(image_size=64, feature_dim=feature_dim)
         hands = AnchoredMotionEncoder(image_size=HAND_CROP, num_crops=2, num_tokens=1, feature_dim=feature_dim,
                                       channels=(32, 64), hidden_dim=128, box_features=0, aux_joints=15, anchors=False)
         generator = UNet2DModel(
-            sample_size=crop_size, in_channels=4 + 4 + feature_dim + 2 + (3 if appearance else 0), out_channels=4,
+            sample_size=crop_size, in_channels=4 + 4 + feature_dim + 2 + (3 if appearance else 0) + (1 if body_proxy else 0),
+            out_channels=4,
             block_out_channels=tuple(generator_channels), layers_per_block=1, norm_num_groups=8,
             # attention only at the coarsest level (8 x 8): it carries the reference's look to where the body is
             down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
@@ -379,5 +418,5 @@ def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: i
             attention_head_dim=32,
         )
         pipe = DiMoCharacterPipeline(body, hands, generator, FlowMatchEulerDiscreteScheduler(shift=1.0),
-                                     crop_size=crop_size)
+                                     crop_size=crop_size, body_proxy=body_proxy)
     return pipe
