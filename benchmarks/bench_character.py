@@ -1,6 +1,7 @@
 """Benchmark of the default model (character layer, 64 px crops): one training step of the bare generator next to one
-with the motion branch (the body and hand encoders on the driving crops, the projection and splat of the tokens),
-measured in the same run and printed as a ratio; and sampling time per generated frame.
+with the motion branch (the body and hand encoders on the driving crops, the projection and splat of the tokens, and
+the body proxy when the shipped model reads it), measured in the same run and printed as a ratio; and sampling time
+per generated frame.
 
 Run: `python benchmarks/bench_character.py [--batch 16] [--repeats 10] [--threads 2]`.
 """
@@ -8,13 +9,15 @@ Run: `python benchmarks/bench_character.py [--batch 16] [--repeats 10] [--thread
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench_model import timed  # the benchmarks folder is on the path when a benchmark runs as a script
 from blender_addon.core.camera_rigs import intrinsics_from_fov, look_at
-from dimo_engine.character_layer import splat_motion, target_boxes
+from dimo_engine.character_layer import target_boxes
 from dimo_engine.pipelines.pipeline_dimo_character import create_character_pipeline, motion_from_crops, token_anchors
 
 
@@ -26,7 +29,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    pipe = create_character_pipeline(seed=0)
+    shipped = Path(__file__).resolve().parents[1] / "dimo_engine" / "weights" / "default" / "model_index.json"
+    body_proxy = bool(json.loads(shipped.read_text()).get("body_proxy", False)) if shipped.is_file() else False
+    pipe = create_character_pipeline(seed=0, body_proxy=body_proxy)  # the shipped model's layout, random weights
     n, size = args.batch, int(pipe.config.crop_size)
     channels = pipe.generator.config.in_channels - 8
     noisy, reference = torch.randn(n, 4, size, size), torch.randn(n, 4, size, size)
@@ -49,7 +54,7 @@ def main() -> None:
         anchors = token_anchors(out["anchors"][:, 0] + torch.tensor([0.0, 0.0, 0.9]))
         with torch.no_grad():
             crop_boxes = target_boxes(anchors, K, world_to_camera)
-        maps = splat_motion(anchors, out["features"][:, 0], K, world_to_camera, crop_boxes, size)
+        maps = pipe.splat(anchors, out["features"][:, 0], K, world_to_camera, crop_boxes)
         loss = (pipe.predict_clean(noisy, timesteps, reference, maps) - target).pow(2).mean()
         loss.backward()
         for p in parameters:
@@ -60,6 +65,7 @@ def main() -> None:
         sample = timed(lambda: pipe.predict_clean(noisy[:1].expand(17, -1, -1, -1), timesteps[:1].expand(17),
                                                   reference[:1].expand(17, -1, -1, -1),
                                                   torch.zeros(17, channels, size, size)), args.repeats)
+    print(f"body proxy: {'yes' if body_proxy else 'no'}")
     print(f"training step, batch {n}, {args.threads} threads: bare generator {bare * 1000:.0f} ms, with the motion "
           f"branch {motion * 1000:.0f} ms, ratio {motion / bare:.3f}")
     print(f"sampling: one denoising step of a 17-frame window {sample * 1000:.0f} ms "
