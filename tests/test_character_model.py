@@ -290,6 +290,44 @@ def test_init_from_starts_the_joint_stage_from_a_pipeline_folder_without_the_enc
         train_stage(_config(clips, tmp_path / "other", joint_steps=1, init_from=tmp_path / "missing"), "joint")
 
 
+@pytest.mark.slow
+def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joint_stages_encoders(clips, tmp_path):
+    from training.train_character import module_weights, train_stage
+
+    shipped, retrained = create_character_pipeline(seed=5), create_character_pipeline(seed=6)
+    save_pipeline(shipped, tmp_path / "shipped")
+    save_pipeline(retrained, tmp_path / "retrained")
+    # At learning rate 0 the encoder stage keeps the folder's encoders, not a fresh model's.
+    train_stage(_config(clips, tmp_path / "encoders", encoder_steps=1, encoder_lr=0,
+                        init_from=tmp_path / "retrained"), "encoders")
+    checkpoint = tmp_path / "encoders" / "encoders_checkpoint.pt"
+    train_stage(_config(clips, tmp_path / "joint", joint_steps=1, generator_lr=0, joint_encoder_lr=0,
+                        init_from=tmp_path / "shipped", init_encoders_from=checkpoint), "joint")
+    trained = torch.load(tmp_path / "joint" / "joint_checkpoint.pt", weights_only=False)["models"]
+    expected = {**module_weights(shipped), **{name: weights for name, weights in module_weights(retrained).items()
+                                              if name in ("body_encoder", "hand_encoder")}}
+    for name in ("body_encoder", "hand_encoder", "generator"):
+        for key, value in expected[name].items():
+            torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
+
+
+def test_the_roots_depth_costs_a_hundredth_of_its_sideways_place_a_crop_cannot_tell_distance():
+    from training.train_character import encoder_losses
+
+    def root_loss(error):
+        zeros = {"anchors": torch.zeros(2, 1, 22, 3), "joints_2d": torch.zeros(2, 1, 24, 2),
+                 "pose_6d": torch.zeros(2, 1, 1, 21, 6), "hand_pose": torch.zeros(2, 2, 15, 6)}
+        out = {**zeros, "root": torch.tensor(error, dtype=torch.float32).expand(2, 1, 3)}
+        batch = {"driving_" + key: value[:, 0] for key, value in zeros.items() if key not in ("pose_6d", "hand_pose")}
+        batch.update(driving_root=torch.zeros(2, 3), driving_body_pose_6d=torch.zeros(2, 21, 6),
+                     driving_hand_pose_6d=torch.zeros(2, 2, 15, 6))
+        return float(encoder_losses(out, batch)["root"])
+
+    sideways, depth, height = root_loss([0.3, 0, 0]), root_loss([0, 0.3, 0]), root_loss([0, 0, 0.3])
+    assert sideways == pytest.approx(height) and sideways > 0
+    assert depth == pytest.approx(sideways / 100)
+
+
 def test_root_travel_comes_from_the_clips_2d_track_whatever_the_distance_heads_bias():
     from dimo_engine.models.anchored_motion_encoder import root_from_track
 

@@ -89,8 +89,10 @@ class CharacterTrainConfig:
     checkpoint_every: Positive = 200
     log_every: Positive = 20
     # a pipeline folder (e.g. dimo_engine/weights/default) whose encoders and generator start the joint stage, instead
-    # of the encoder stage's checkpoint: to continue training a shipped model
+    # of the encoder stage's checkpoint, or whose encoders start the encoder stage: to continue training a shipped model
     init_from: str = ""
+    # an encoder stage's checkpoint whose encoders replace init_from's (a generator continued on retrained encoders)
+    init_encoders_from: str = ""
     max_minutes: NonNegative = 0.0  # stop (with a checkpoint) after this long; 0: no limit
     pause_at_step: Count = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
 
@@ -122,11 +124,19 @@ class CharacterTrainConfig:
 # ---- losses of the motion encoders ----------------------------------------------------------------------------
 
 
+# Weights of the root's place (sideways, depth, height) in the geometric supervision. A crop cannot say how far away
+# the body is (its size in the frame is focal / depth, and no video states the focal), so the depth term cannot fall:
+# at full weight it was 65 % of the loss, and under gradient clipping it took the gradient the anchors needed. It
+# keeps a small weight (the root head's distance only sets the track's focal, `root_from_track`).
+ROOT_AXIS_WEIGHTS = (1.0, 0.01, 1.0)
+
+
 def encoder_losses(out: dict, batch: dict, prefix: str = "driving_") -> dict[str, torch.Tensor]:
     """Geometric supervision of the motion tokens (all in comparable units: metres / 0.1, crop fractions / 0.03)."""
+    root_error = (out["root"][:, 0] - batch[prefix + "root"]).pow(2).mean(0)  # (3,) per axis
     return {
         "anchors": F.mse_loss(out["anchors"][:, 0], batch[prefix + "anchors"]) / 0.01,
-        "root": F.mse_loss(out["root"][:, 0], batch[prefix + "root"]) / 0.1,
+        "root": (root_error * root_error.new_tensor(ROOT_AXIS_WEIGHTS)).mean() / 0.1,
         "joints_2d": F.mse_loss(out["joints_2d"][:, 0], batch[prefix + "joints_2d"]) / 0.001,
         # MSE on the 6D rotation itself: the geodesic loss went NaN here at lr 1e-3 (its Gram-Schmidt and arccos)
         "pose": 10 * F.mse_loss(out["pose_6d"][:, 0, 0], batch[prefix + "body_pose_6d"]),
@@ -269,6 +279,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
         encoders = _checkpoint_path(config, "encoders")
         if not checkpoint.is_file() and config.init_from:
             models = pipeline_weights(config.init_from)
+            if config.init_encoders_from:
+                encoders = torch.load(config.init_encoders_from, weights_only=False)["models"]
+                models.update({name: encoders[name] for name in ("body_encoder", "hand_encoder")})
             _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
         elif not checkpoint.is_file():
             if not encoders.is_file():
@@ -280,6 +293,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                        "lr": config.joint_encoder_lr}]
         max_steps = config.joint_steps
     else:
+        if not checkpoint.is_file() and config.init_from:
+            models = pipeline_weights(config.init_from)
+            _load_models(pipe, {"models": {name: models[name] for name in ("body_encoder", "hand_encoder")}})
         parameters = [{"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
                        "lr": config.encoder_lr}]
         max_steps = config.encoder_steps
