@@ -351,6 +351,28 @@ def test_root_travel_comes_from_the_clips_2d_track_whatever_the_distance_heads_b
     assert (found - truth)[:, :2].norm(dim=-1).max() < 0.3 * zero_travel_error
 
 
+def test_a_still_body_whose_scale_fit_jitters_stays_put_while_a_walk_keeps_its_depth_travel():
+    from dimo_engine.models.anchored_motion_encoder import TRAVEL_NOISE_M, root_from_track
+
+    frames, focal = 9, 150.0
+    anchors = (standing_body() - standing_body()[:1]).expand(frames, 22, 3)
+
+    def seen_at(depths):  # the body's 2D joints at these distances from a level pinhole camera
+        joints = anchors + torch.stack([torch.zeros(frames), depths, torch.full((frames,), 0.9)], -1)[:, None]
+        return torch.stack([focal * joints[..., 0] / joints[..., 1] + 64,
+                            -focal * (joints[..., 2] - 0.9) / joints[..., 1] + 64], -1)
+
+    head = torch.tensor([0.0, 5.0, 0.9]).expand(frames, 3)
+    jitter = 5.0 * (1 + 0.01 * torch.tensor([1.0, -1.0] * 4 + [1.0]))  # the fit's scale off by 1 % each frame
+    still, still_raw = (root_from_track(seen_at(jitter), anchors, head, 128, 0, noise)[:, 1] for noise in
+                        (TRAVEL_NOISE_M, 0.0))
+    assert (still - still[0]).abs().max() < 0.35 * (still_raw - still_raw[0]).abs().max()
+    depths = torch.linspace(5.0, 3.5, frames)
+    walk = root_from_track(seen_at(depths), anchors, torch.stack([torch.zeros(frames), depths, torch.full((frames,), 0.9)],
+                                                                 -1), 128, 0)[:, 1]
+    assert (walk[-1] - walk[0]).item() == pytest.approx(-1.5, rel=0.03)
+
+
 @pytest.mark.slow
 def test_dimo_generate_writes_the_rgba_layer_or_flat_frames_over_a_background(pipe, tmp_path):
     from PIL import Image
