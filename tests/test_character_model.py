@@ -311,6 +311,46 @@ def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joi
             torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
 
 
+def test_a_mirrored_example_is_the_mirror_body_and_mirroring_twice_gives_it_back():
+    import roma
+
+    from dimo_engine.body.kinematics import forward_kinematics, procedural_rest_joints
+    from dimo_engine.models.motion_encoder import rotation_6d, rotmat_from_6d
+    from dimo_engine.pipelines.pipeline_dimo_character import MIRROR_JOINTS_2D
+    from training.train_character import mirrored
+
+    torch.manual_seed(0)
+    x_negated = torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    rotations = roma.rotvec_to_rotmat(0.4 * torch.randn(2, 52, 3, dtype=torch.float64))
+    rotations[:, 22:] = torch.eye(3, dtype=torch.float64)  # fingers at rest
+    size, column = 16, 3
+    crop = torch.zeros(2, 4, size, size)
+    crop[:, :, 5, column] = 1.0  # one bright pixel, where the left hip is
+    joints_2d = torch.rand(2, 52, 2)
+    joints_2d[:, 1] = torch.tensor([(column + 0.5) / size, 5.5 / size])
+    batch = {"driving_crop": crop, "driving_box": torch.rand(2, 3), "driving_joints_2d": joints_2d,
+             "driving_anchors": torch.randn(2, 22, 3), "driving_root": torch.randn(2, 3),
+             "driving_body_pose_6d": rotation_6d(rotations[:, :22]).float(), "driving_hand_crops": torch.rand(2, 2, 3, 8, 8)}
+    flip = torch.tensor([True, False])
+    seen = mirrored(batch, flip)
+
+    for key, value in batch.items():  # the example not flipped is as it was, and twice mirrored is the original
+        assert torch.equal(seen[key][1], value[1]), key
+        torch.testing.assert_close(mirrored(seen, flip)[key], value, msg=key)
+    assert torch.equal(seen["driving_hand_crops"], batch["driving_hand_crops"])
+    assert seen["driving_crop"][0, 0, 5, size - 1 - column] == 1.0  # the right hip is now where the pixel went
+    torch.testing.assert_close(seen["driving_joints_2d"][0, 2], torch.tensor([(size - 1 - column + 0.5) / size, 5.5 / size]))
+    torch.testing.assert_close(seen["driving_anchors"][0, 2], batch["driving_anchors"][0, 1] * x_negated.float())
+    # The mirrored rotations pose the mirror image of the body: forward kinematics of a left-right symmetric skeleton.
+    rest = procedural_rest_joints(None)
+    rest = (rest + rest[MIRROR_JOINTS_2D] * [-1.0, 1.0, 1.0]) / 2
+    mirrored_rotations = rotations[:1].clone()
+    mirrored_rotations[:, :22] = rotmat_from_6d(seen["driving_body_pose_6d"][:1].double())
+    posed, _ = forward_kinematics(rotations[:1], rest)
+    posed_mirror, _ = forward_kinematics(mirrored_rotations, rest)
+    np.testing.assert_allclose(posed_mirror[0, :22], (posed[0, MIRROR_JOINTS_2D] * [-1.0, 1.0, 1.0])[:22], atol=1e-5)
+
+
 def test_the_roots_depth_costs_a_hundredth_of_its_sideways_place_a_crop_cannot_tell_distance():
     from training.train_character import encoder_losses
 

@@ -37,6 +37,8 @@ from dimo_engine.character_layer import crop_boxes, target_boxes
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import turned_anchors
 from dimo_engine.pipelines.pipeline_dimo_character import (
+    MIRROR_JOINTS,
+    MIRROR_JOINTS_2D,
     create_character_pipeline,
     motion_from_crops,
     rgba_to_model,
@@ -64,6 +66,7 @@ class CharacterTrainConfig:
     encoder_batch: Positive = 64
     encoder_lr: NonNegative = 1e-3
     perspective: Ratio = 0.25  # kornia RandomPerspective distortion of driving crops
+    mirror_ratio: Ratio = 0.0  # driving crops read mirrored, their targets mirrored to match (`mirrored`)
     # stage "joint"
     joint_steps: Positive = 3000
     joint_batch: Positive = 16
@@ -178,7 +181,36 @@ def encode(pipe, batch: dict, prefix: str, crops: torch.Tensor | None = None) ->
     return out
 
 
-def encoder_step(pipe, batch: dict, augmentation: CropAugmentation, generator: torch.Generator) -> dict:
+# A rotation R mirrored left to right is M R M, M = diag(-1, 1, 1): these are the signs that puts on the 6D entries
+# (the first two columns, `rotation_6d`).
+MIRROR_6D = (1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
+
+
+def mirrored(batch: dict, flip: torch.Tensor, prefix: str = "driving_") -> dict:
+    """`batch` with the examples where `flip` `(N,)` holds seen in a mirror: a body the renders could have held, its
+    left and right swapped. The body crop is flipped, and its box, 2D joints, view-frame anchors and root, and SMPL-H
+    rotations (the root's tilt in the heading-free character frame, the joints' own) are mirrored to match. The hands
+    keep their crops and targets: the hand encoder reads them apart from the body crop."""
+    def mirror(key: str, value: torch.Tensor) -> torch.Tensor:
+        old = batch[prefix + key]
+        return torch.where(flip.view(-1, *[1] * (old.dim() - 1)), value.to(old), old)
+
+    x_negated = torch.tensor([-1.0, 1.0, 1.0])
+    joints_2d = batch[prefix + "joints_2d"][:, MIRROR_JOINTS_2D]
+    return {**batch,
+            prefix + "crop": mirror("crop", batch[prefix + "crop"].flip(-1)),
+            prefix + "box": mirror("box", batch[prefix + "box"] * x_negated),
+            prefix + "joints_2d": mirror("joints_2d", torch.stack([1 - joints_2d[..., 0], joints_2d[..., 1]], -1)),
+            prefix + "anchors": mirror("anchors", batch[prefix + "anchors"][:, MIRROR_JOINTS] * x_negated),
+            prefix + "root": mirror("root", batch[prefix + "root"] * x_negated),
+            prefix + "body_pose_6d": mirror("body_pose_6d", batch[prefix + "body_pose_6d"][:, MIRROR_JOINTS]
+                                            * torch.tensor(MIRROR_6D))}
+
+
+def encoder_step(pipe, batch: dict, augmentation: CropAugmentation, generator: torch.Generator,
+                 mirror_ratio: float = 0.0) -> dict:
+    if mirror_ratio > 0:
+        batch = mirrored(batch, torch.rand(batch["driving_crop"].shape[0], generator=generator) < mirror_ratio)
     crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
     batch = dict(batch, driving_joints_2d=joints_2d)
     losses = encoder_losses(encode(pipe, batch, "driving_", crops), batch)
@@ -331,7 +363,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                 group["lr"] = rate * warmup * (0.1 + 0.9 * decay)
             if stage == "encoders":
                 losses = encoder_step(pipe, examples.batch(rng, config.encoder_batch, with_targets=False),
-                                      augmentation, generator)
+                                      augmentation, generator, config.mirror_ratio)
             else:  # the appearance stage continues after the joint stage's aux_end_step: the tokens stay free
                 aux = 0.0 if stage == "appearance" else annealed_weight(step, config.aux_weight, config.aux_hold_steps,
                                                                         config.aux_end_step)
