@@ -264,6 +264,8 @@ def test_joint_stage_needs_the_encoder_stage_and_configs_refuse_unknown_keys(cli
 
     with pytest.raises(InputError, match="run the 'encoders' stage first"):
         train_stage(_config(clips, tmp_path / "fresh"), "joint")
+    with pytest.raises(InputError, match="give init_from"):
+        train_stage(_config(clips, tmp_path / "fresh", init_encoders_from=tmp_path / "encoders.pt"), "joint")
     with pytest.raises(InputError, match="unknown setting"):
         CharacterTrainConfig.load("character-default", {"encoder_stepz": "3"})
     with pytest.raises(InputError, match="joint_steps='0'.*greater than or equal to 1"):
@@ -309,6 +311,9 @@ def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joi
     for name in ("body_encoder", "hand_encoder", "generator"):
         for key, value in expected[name].items():
             torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
+    with pytest.raises(InputError, match="not a file"):
+        train_stage(_config(clips, tmp_path / "other", joint_steps=1, init_from=tmp_path / "shipped",
+                            init_encoders_from=tmp_path / "missing.pt"), "joint")
 
 
 def test_a_mirrored_example_is_the_mirror_body_and_mirroring_twice_gives_it_back():

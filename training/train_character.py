@@ -37,9 +37,8 @@ from dimo_engine.character_layer import crop_boxes, target_boxes
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import turned_anchors
 from dimo_engine.pipelines.pipeline_dimo_character import (
-    MIRROR_JOINTS,
-    MIRROR_JOINTS_2D,
     create_character_pipeline,
+    mirrored_geometry,
     motion_from_crops,
     rgba_to_model,
     token_anchors,
@@ -181,30 +180,15 @@ def encode(pipe, batch: dict, prefix: str, crops: torch.Tensor | None = None) ->
     return out
 
 
-# A rotation R mirrored left to right is M R M, M = diag(-1, 1, 1): these are the signs that puts on the 6D entries
-# (the first two columns, `rotation_6d`).
-MIRROR_6D = (1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
-
-
 def mirrored(batch: dict, flip: torch.Tensor, prefix: str = "driving_") -> dict:
     """`batch` with the examples where `flip` `(N,)` holds seen in a mirror: a body the renders could have held, its
     left and right swapped. The body crop is flipped, and its box, 2D joints, view-frame anchors and root, and SMPL-H
-    rotations (the root's tilt in the heading-free character frame, the joints' own) are mirrored to match. The hands
-    keep their crops and targets: the hand encoder reads them apart from the body crop."""
-    def mirror(key: str, value: torch.Tensor) -> torch.Tensor:
-        old = batch[prefix + key]
-        return torch.where(flip.view(-1, *[1] * (old.dim() - 1)), value.to(old), old)
-
-    x_negated = torch.tensor([-1.0, 1.0, 1.0])
-    joints_2d = batch[prefix + "joints_2d"][:, MIRROR_JOINTS_2D]
-    return {**batch,
-            prefix + "crop": mirror("crop", batch[prefix + "crop"].flip(-1)),
-            prefix + "box": mirror("box", batch[prefix + "box"] * x_negated),
-            prefix + "joints_2d": mirror("joints_2d", torch.stack([1 - joints_2d[..., 0], joints_2d[..., 1]], -1)),
-            prefix + "anchors": mirror("anchors", batch[prefix + "anchors"][:, MIRROR_JOINTS] * x_negated),
-            prefix + "root": mirror("root", batch[prefix + "root"] * x_negated),
-            prefix + "body_pose_6d": mirror("body_pose_6d", batch[prefix + "body_pose_6d"][:, MIRROR_JOINTS]
-                                            * torch.tensor(MIRROR_6D))}
+    rotations (the root's tilt in the heading-free character frame, the joints' own) are mirrored to match
+    (`mirrored_geometry`). The hands keep their crops and targets: the hand encoder reads them apart from the body."""
+    seen = mirrored_geometry({key: batch[prefix + key] for key in ("box", "joints_2d", "anchors", "root", "body_pose_6d")})
+    seen["crop"] = batch[prefix + "crop"].flip(-1)
+    return {**batch, **{prefix + key: torch.where(flip.view(-1, *[1] * (value.dim() - 1)), value, batch[prefix + key])
+                        for key, value in seen.items()}}
 
 
 def encoder_step(pipe, batch: dict, augmentation: CropAugmentation, generator: torch.Generator,
@@ -309,11 +293,16 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
         max_steps = config.appearance_steps
     elif stage == "joint":
         encoders = _checkpoint_path(config, "encoders")
+        if config.init_encoders_from and not config.init_from:
+            raise InputError("init_encoders_from replaces init_from's encoders; give init_from (a pipeline folder) too.")
         if not checkpoint.is_file() and config.init_from:
             models = pipeline_weights(config.init_from)
             if config.init_encoders_from:
-                encoders = torch.load(config.init_encoders_from, weights_only=False)["models"]
-                models.update({name: encoders[name] for name in ("body_encoder", "hand_encoder")})
+                if not Path(config.init_encoders_from).is_file():
+                    raise InputError(f"init_encoders_from={config.init_encoders_from} is not a file; give an "
+                                     f"encoder stage's checkpoint (runs/.../encoders_checkpoint.pt).")
+                retrained = torch.load(config.init_encoders_from, weights_only=False)["models"]
+                models.update({name: retrained[name] for name in ("body_encoder", "hand_encoder")})
             _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
         elif not checkpoint.is_file():
             if not encoders.is_file():

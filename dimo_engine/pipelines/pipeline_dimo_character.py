@@ -53,6 +53,24 @@ WRISTS = (20, 21)
 # and the right hand's 15).
 MIRROR_JOINTS = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20]
 MIRROR_JOINTS_2D = MIRROR_JOINTS + list(range(37, 52)) + list(range(22, 37))
+# A rotation R mirrored left to right is M R M, M = diag(-1, 1, 1): the signs that puts on the 6D entries (the first
+# two columns, `rotation_6d`).
+MIRROR_6D = (1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
+_X_NEGATED = (-1.0, 1.0, 1.0)
+_MIRRORED = {
+    "anchors": lambda a: a[..., MIRROR_JOINTS, :] * a.new_tensor(_X_NEGATED),  # (..., 22, 3) view frame
+    "joints_2d": lambda j: j[..., MIRROR_JOINTS_2D, :] * j.new_tensor([-1.0, 1.0]) + j.new_tensor([1.0, 0.0]),  # crop units
+    "root": lambda r: r * r.new_tensor(_X_NEGATED),  # (..., 3) view frame
+    "box": lambda b: b * b.new_tensor(_X_NEGATED),  # (..., 3) `box_features`
+    "body_pose_6d": lambda r: r[..., MIRROR_JOINTS, :] * r.new_tensor(MIRROR_6D),  # (..., 22, 6) SMPL-H rotations
+}
+
+
+def mirrored_geometry(geometry: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What a body crop's geometry becomes in a mirror (left and right swapped, x negated), for each of its keys among
+    "anchors", "joints_2d", "root", "box" and "body_pose_6d": what a mirrored crop shows, and what turns an answer read
+    on a mirrored crop back."""
+    return {key: _MIRRORED[key](value) for key, value in geometry.items()}
 
 
 def motion_from_crops(body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, crops: torch.Tensor,
@@ -179,13 +197,9 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         swapped, x negated): the two answers' errors partly cancel. The tokens' features are the crops' own, as the
         generator was trained on."""
         body = self.body_encoder(crops, boxes)
-        mirror = self.body_encoder(crops.flip(-1), boxes * boxes.new_tensor([-1.0, 1.0, 1.0]))  # the box mirrored too
-        anchors = mirror["anchors"][:, :, MIRROR_JOINTS]
-        joints_2d = mirror["joints_2d"][:, :, MIRROR_JOINTS_2D]
-        mirrored = {"anchors": anchors * anchors.new_tensor([-1.0, 1.0, 1.0]),
-                    "joints_2d": joints_2d * joints_2d.new_tensor([-1.0, 1.0]) + joints_2d.new_tensor([1.0, 0.0]),
-                    "root": mirror["root"] * mirror["root"].new_tensor([-1.0, 1.0, 1.0])}
-        return {**body, **{key: (body[key] + value) / 2 for key, value in mirrored.items()}}
+        mirror = self.body_encoder(crops.flip(-1), mirrored_geometry({"box": boxes})["box"])  # the box mirrored too
+        turned_back = mirrored_geometry({key: mirror[key] for key in ("anchors", "joints_2d", "root")})
+        return {**body, **{key: (body[key] + value) / 2 for key, value in turned_back.items()}}
 
     def _hand_boxes(self, joints_2d: torch.Tensor, boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """Hand crop boxes `(T, 2, 4)` from the body encoder's 2D joints (crop units), by the same recipe the clip
