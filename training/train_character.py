@@ -49,7 +49,8 @@ from training.losses import annealed_weight
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("encoders", "joint", "appearance")
-TRAINED_MODULES = ("body_encoder", "hand_encoder", "generator")
+ENCODER_MODULES = ("body_encoder", "hand_encoder")
+TRAINED_MODULES = (*ENCODER_MODULES, "generator")
 
 
 @pydantic_dataclass(config=ConfigDict(extra="forbid"))
@@ -302,7 +303,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                     raise InputError(f"init_encoders_from={config.init_encoders_from} is not a file; give an "
                                      f"encoder stage's checkpoint (runs/.../encoders_checkpoint.pt).")
                 retrained = torch.load(config.init_encoders_from, weights_only=False)["models"]
-                models.update({name: retrained[name] for name in ("body_encoder", "hand_encoder")})
+                models.update({name: retrained[name] for name in ENCODER_MODULES})
             _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
         elif not checkpoint.is_file():
             if not encoders.is_file():
@@ -316,7 +317,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     else:
         if not checkpoint.is_file() and config.init_from:
             models = pipeline_weights(config.init_from)
-            _load_models(pipe, {"models": {name: models[name] for name in ("body_encoder", "hand_encoder")}})
+            _load_models(pipe, {"models": {name: models[name] for name in ENCODER_MODULES}})
         parameters = [{"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
                        "lr": config.encoder_lr}]
         max_steps = config.encoder_steps
