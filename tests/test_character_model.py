@@ -311,6 +311,18 @@ def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joi
     for name in ("body_encoder", "hand_encoder", "generator"):
         for key, value in expected[name].items():
             torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
+    # An encoder stage continues another one's encoders from its checkpoint, on its own or over init_from's.
+    for init_from in ("", tmp_path / "shipped"):
+        out = tmp_path / f"continued{bool(init_from)}"
+        train_stage(_config(clips, out, encoder_steps=1, encoder_lr=0, init_from=init_from,
+                            init_encoders_from=checkpoint), "encoders")
+        continued = torch.load(out / "encoders_checkpoint.pt", weights_only=False)["models"]
+        for name in ("body_encoder", "hand_encoder"):
+            for key, value in expected[name].items():
+                torch.testing.assert_close(continued[name][key], value, msg=f"{name}.{key}")
+    with pytest.raises(InputError, match="not a file"):
+        train_stage(_config(clips, tmp_path / "other", encoder_steps=1, init_encoders_from=tmp_path / "missing.pt"),
+                    "encoders")
     with pytest.raises(InputError, match="not a file"):
         train_stage(_config(clips, tmp_path / "other", joint_steps=1, init_from=tmp_path / "shipped",
                             init_encoders_from=tmp_path / "missing.pt"), "joint")

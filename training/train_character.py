@@ -94,7 +94,8 @@ class CharacterTrainConfig:
     # a pipeline folder (e.g. dimo_engine/weights/default) whose encoders and generator start the joint stage, instead
     # of the encoder stage's checkpoint, or whose encoders start the encoder stage: to continue training a shipped model
     init_from: str = ""
-    # an encoder stage's checkpoint whose encoders replace init_from's (a generator continued on retrained encoders)
+    # an encoder stage's checkpoint whose encoders replace init_from's (a generator continued on retrained encoders,
+    # or an encoder stage continuing them)
     init_encoders_from: str = ""
     max_minutes: NonNegative = 0.0  # stop (with a checkpoint) after this long; 0: no limit
     pause_at_step: Count = 0  # stop (with a checkpoint) at this step, to continue later; 0: run to the end
@@ -297,13 +298,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
         if config.init_encoders_from and not config.init_from:
             raise InputError("init_encoders_from replaces init_from's encoders; give init_from (a pipeline folder) too.")
         if not checkpoint.is_file() and config.init_from:
-            models = pipeline_weights(config.init_from)
-            if config.init_encoders_from:
-                if not Path(config.init_encoders_from).is_file():
-                    raise InputError(f"init_encoders_from={config.init_encoders_from} is not a file; give an "
-                                     f"encoder stage's checkpoint (runs/.../encoders_checkpoint.pt).")
-                retrained = torch.load(config.init_encoders_from, weights_only=False)["models"]
-                models.update({name: retrained[name] for name in ENCODER_MODULES})
+            models = {**pipeline_weights(config.init_from), **retrained_encoders(config.init_encoders_from)}
             _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
         elif not checkpoint.is_file():
             if not encoders.is_file():
@@ -315,8 +310,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                        "lr": config.joint_encoder_lr}]
         max_steps = config.joint_steps
     else:
-        if not checkpoint.is_file() and config.init_from:
-            models = pipeline_weights(config.init_from)
+        if not checkpoint.is_file() and (config.init_from or config.init_encoders_from):
+            models = {**(pipeline_weights(config.init_from) if config.init_from else {}),
+                      **retrained_encoders(config.init_encoders_from)}
             _load_models(pipe, {"models": {name: models[name] for name in ENCODER_MODULES}})
         parameters = [{"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
                        "lr": config.encoder_lr}]
@@ -395,6 +391,17 @@ def pipeline_weights(folder: str) -> dict[str, dict]:
 
     check_model_folder(Path(folder))
     return module_weights(load_pipeline(Path(folder), device="cpu"))
+
+
+def retrained_encoders(path: str) -> dict[str, dict]:
+    """The two encoders of an encoder stage's checkpoint at `path` (none when `path` is empty)."""
+    if not path:
+        return {}
+    if not Path(path).is_file():
+        raise InputError(f"init_encoders_from={path} is not a file; give an encoder stage's checkpoint "
+                         f"(runs/.../encoders_checkpoint.pt).")
+    models = torch.load(path, weights_only=False)["models"]
+    return {name: models[name] for name in ENCODER_MODULES}
 
 
 def module_weights(pipe) -> dict[str, dict]:
