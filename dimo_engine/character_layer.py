@@ -4,6 +4,8 @@ pixel-aligned into it, and crops cut from or pasted back into full frames (the c
 The default model generates the person in a square crop that follows the body: the box is the projected extent
 of the motion's own anchors (never the ground truth at inference), so the generator always sees the person at
 the same scale, and the crop is pasted back into the camera's full frame as RGBA (alpha = the person).
+The benchmark's 2D-pose baseline reads its motion view-locked instead (`view_locked_pixels`, `splat_view_locked`,
+`view_locked_proxy`): the driving view's 2D joints drawn where the driving camera saw them, whatever the target.
 All functions are torch, batched over a leading N axis, and differentiable where training needs it.
 """
 
@@ -133,14 +135,20 @@ def body_proxy(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Te
     in_front = depth > 1e-3
     radius_px = torch.cat([radii[:, 0], radii[:, 1]])[None] * focal[:, None] / depth.clamp_min(1e-3) * to_crop[:, None]
     radius_px = torch.where(in_front, radius_px, torch.zeros_like(radius_px))
-    a, b = crop_uv[:, :count], crop_uv[:, count:]  # (N, G, 2)
-    grid = torch.arange(size, dtype=anchors.dtype, device=anchors.device)
+    return capsule_coverage(crop_uv[:, :count], crop_uv[:, count:], radius_px[:, :count], radius_px[:, count:], size)
+
+
+def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
+                     size: int) -> torch.Tensor:
+    """Soft capsules in a crop: segment ends `a`, `b` `(N, G, 2)` (crop pixels) and their radii `(N, G)` (crop
+    pixels, 0: not drawn), the radius blended along each segment -> coverage `(N, 1, size, size)` in [0, 1]."""
+    grid = torch.arange(size, dtype=a.dtype, device=a.device)
     pixels = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).reshape(1, 1, -1, 2)  # (1, 1, S*S, 2)
     along = b - a
     t = (((pixels - a[:, :, None]) * along[:, :, None]).sum(-1) / along.pow(2).sum(-1, keepdim=True).clamp_min(1e-6))
     t = t.clamp(0, 1)  # (N, G, S*S)
     distance = (pixels - (a[:, :, None] + t[..., None] * along[:, :, None])).norm(dim=-1)
-    radius = radius_px[:, :count, None] * (1 - t) + radius_px[:, count:, None] * t
+    radius = radius_a[:, :, None] * (1 - t) + radius_b[:, :, None] * t
     coverage = torch.sigmoid((radius - distance) / PROXY_EDGE_PX) * (radius > 0)
     return coverage.amax(dim=1).reshape(-1, 1, size, size)
 
@@ -173,8 +181,7 @@ def splat_motion(anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor,
     where the target camera sees each point (3 more channels, normalised by coverage)."""
     points, values = motion_points(anchors, features)
     uv, depth = project_points(points, K, world_to_camera)  # (N, P, 2), (N, P)
-    side = (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6)
-    crop_uv = (uv - boxes[:, None, :2]) / side[:, None, None] * (size - 1)
+    crop_uv = crop_pixels(uv, boxes, size)
     root_depth = depth[:, :1]
     relative_depth = ((depth - root_depth) / 0.5).clamp(-3, 3)  # in half metres
     visible = (depth > 1e-3).to(values.dtype)[..., None]
@@ -184,3 +191,59 @@ def splat_motion(anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor,
         return maps
     colour_maps = splat(crop_uv, colours * visible, size, sigma) / (maps[:, -1:] + 0.2)
     return torch.cat([maps, colour_maps * 2 - 1], dim=1)
+
+
+# ---- view-locked: the 2D-pose baseline ----------------------------------------------------------------------
+
+# Vertical extent of the 22 body joints of a standing adult (head joint to toes; the procedural rest body: 1.515 m):
+# the view-locked proxy turns a body's 2D height in pixels into pixels per metre by it.
+TYPICAL_JOINT_HEIGHT_M = 1.5
+
+
+def view_locked_points(joints_2d: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Driving-view 2D joints `(..., J, 2)` (pixels of a `width` x `height` frame) -> view-locked points
+    `(..., J, 3)`: (x, y) from the frame's centre in units of its height, and 0 (no depth): what the 2D-pose
+    baseline's motion tokens carry in place of 3D anchors (`view_locked_pixels` reads them back)."""
+    centre = joints_2d.new_tensor([width / 2, height / 2])
+    xy = (joints_2d - centre) / float(height)
+    return torch.cat([xy, torch.zeros_like(xy[..., :1])], dim=-1)
+
+
+def view_locked_pixels(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """View-locked points `(..., J, 3)` (`view_locked_points`) -> pixels `(..., J, 2)` of a `width` x `height`
+    target frame: where the driving camera saw them, the driving frame fitted to the target frame's height and
+    centred, whatever the target camera is (pose-guided animation is locked to the driving view)."""
+    return points[..., :2] * float(height) + points.new_tensor([width / 2, height / 2])
+
+
+def crop_pixels(uv: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Frame pixels `(N, P, 2)` -> pixels of each box's `size` crop `(N, P, 2)` (boxes `(N, 4)`)."""
+    side = (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6)
+    return (uv - boxes[:, None, :2]) / side[:, None, None] * (size - 1)
+
+
+def splat_view_locked(pixels: torch.Tensor, features: torch.Tensor, boxes: torch.Tensor, size: int,
+                      sigma: float = 1.5) -> torch.Tensor:
+    """The 2D-pose baseline's maps, laid out as `splat_motion`'s: token pixels `(N, K, 2)` (22 body joints first,
+    in the target frame, `view_locked_pixels`) and features `(N, K, C)`, boxes `(N, 4)` -> `(N, C + 2, size,
+    size)`: the features splatted at the joints and along the bones, a depth channel that is 0 (a 2D pose has no
+    depth), and the coverage channel."""
+    points, values = motion_points(pixels, features)
+    channels = torch.cat([values, torch.zeros_like(values[..., :1]), torch.ones_like(values[..., :1])], dim=-1)
+    return splat(crop_pixels(points, boxes, size), channels, size, sigma)
+
+
+def view_locked_proxy(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """The body proxy's 2D stand-in for the 2D-pose baseline: the same capsules (`PROXY_SEGMENTS`, `PROXY_RADII`)
+    drawn around the 2D bones of body joints `(N, >=22, 2)` (target-frame pixels), metres turned into pixels by the
+    body's 2D height (its joints' vertical extent over `TYPICAL_JOINT_HEIGHT_M`): a typical build at the scale the
+    2D pose shows, no depth. -> coverage `(N, 1, size, size)` in [0, 1]."""
+    joints = pixels[:, :22]
+    pixels_per_metre = ((joints[..., 1].amax(1) - joints[..., 1].amin(1)) / TYPICAL_JOINT_HEIGHT_M).clamp_min(1e-3)
+    starts, ends = proxy_segments(joints / pixels_per_metre[:, None, None])  # in metres, so head and hands extend
+    scale = pixels_per_metre[:, None, None]
+    radii = torch.tensor(PROXY_RADII, dtype=pixels.dtype, device=pixels.device)
+    to_crop = (size - 1) / (boxes[:, 2] - boxes[:, 0]).clamp_min(1e-6)
+    radius_px = radii[None] * (pixels_per_metre * to_crop)[:, None, None]  # (N, G, 2)
+    return capsule_coverage(crop_pixels(starts * scale, boxes, size), crop_pixels(ends * scale, boxes, size),
+                            radius_px[..., 0], radius_px[..., 1], size)

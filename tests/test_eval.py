@@ -230,11 +230,11 @@ def test_joint_heatmaps_peak_at_the_joints_and_skip_hidden_ones():
 
 def test_noisy_reconstruction_is_seeded_and_of_realistic_size(bench_clip):
     joints = bench_clip.motion["joints"]
-    camera = bench_clip.driving_view.camera
-    exact = noisy_reconstruction(joints, camera, seed=0, depth_sigma_m=0, joint_depth_sigma_m=0, limb_sigma=0, jitter_m=0)
+    centres = bench_clip.driving_view.camera.centers
+    exact = noisy_reconstruction(joints, centres, seed=0, depth_sigma_m=0, joint_depth_sigma_m=0, limb_sigma=0, jitter_m=0)
     np.testing.assert_allclose(exact, joints[:, :NUM_BODY_JOINTS], atol=1e-6)
-    noisy = noisy_reconstruction(joints, camera, seed=3)
-    np.testing.assert_array_equal(noisy, noisy_reconstruction(joints, camera, seed=3))
+    noisy = noisy_reconstruction(joints, centres, seed=3)
+    np.testing.assert_array_equal(noisy, noisy_reconstruction(joints, centres, seed=3))
     error = np.linalg.norm(noisy - joints[:, :NUM_BODY_JOINTS], axis=-1).mean()
     assert 0.01 < error < 0.5  # centimetres to decimetres, as monocular reconstructions err
 

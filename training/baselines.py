@@ -51,12 +51,14 @@ def joint_heatmaps(joints2d: np.ndarray, visible: np.ndarray, image_size: tuple[
     return heatmaps.permute(1, 0, 2, 3).contiguous()
 
 
-def noisy_reconstruction(joints: np.ndarray, driving_camera, seed: int, depth_sigma_m: float = 0.15,
+def noisy_reconstruction(joints: np.ndarray, driving_centres: np.ndarray, seed: int, depth_sigma_m: float = 0.15,
                          joint_depth_sigma_m: float = 0.04, limb_sigma: float = 0.08, jitter_m: float = 0.015) -> np.ndarray:
     """Body joints `(F, >=22, 3)` (character frame) -> `(F, 22, 3)` as a monocular reconstruction from the driving
-    camera would give them: each bone's length scaled by one factor per clip (~N(1, limb_sigma)), the whole body
-    shifted along the driving camera's line of sight (~N(0, depth_sigma_m)), each joint moved along its own
-    viewing ray (~N(0, joint_depth_sigma_m)) and jittered (~N(0, jitter_m)). Deterministic in `seed`."""
+    camera (its centres `(F, 3)`, `CameraPath.centers`) would give them: each bone's length scaled by one factor per
+    clip (~N(1, limb_sigma)), the whole body shifted along the driving camera's line of sight (~N(0, depth_sigma_m)),
+    each joint moved along its own viewing ray (~N(0, joint_depth_sigma_m)) and jittered (~N(0, jitter_m)).
+    Deterministic in `seed`. The Wan-path baseline (`joints3d_maps`) and the character pipeline's noisy3d signal
+    (training/train_character.py, training/compare_character.py) both draw it."""
     from dimo_engine.body import SMPLH_PARENTS
 
     rng = np.random.default_rng(seed)
@@ -67,7 +69,7 @@ def noisy_reconstruction(joints: np.ndarray, driving_camera, seed: int, depth_si
     for joint in range(1, NUM_BODY_JOINTS):  # parents come before children in SMPL-H order
         parent = parents[joint]
         rebuilt[:, joint] = rebuilt[:, parent] + bone_scale[joint] * (joints[:, joint] - joints[:, parent])
-    centres = driving_camera.centers[:, None]  # (F, 1, 3)
+    centres = np.asarray(driving_centres, dtype=np.float64)[:, None]  # (F, 1, 3)
     rays = rebuilt - centres
     rays /= np.linalg.norm(rays, axis=-1, keepdims=True)  # (F, 22, 3) unit viewing rays of the driving camera
     # Depth is what a single view gets wrong most: the body slides along the root's ray, each joint along its own.
@@ -92,7 +94,7 @@ def joints3d_maps(clip, driving_view: str, target_camera, indices, map_size: tup
     if target_camera.num_frames != len(indices):
         target_camera = target_camera.take(indices)
     driving_camera = clip.views[driving_view].camera.take(indices)
-    joints = noisy_reconstruction(clip.motion["joints"][indices], driving_camera, seed)
+    joints = noisy_reconstruction(clip.motion["joints"][indices], driving_camera.centers, seed)
     uv, depth = target_camera.project(joints)  # (F, 22, 2), (F, 22)
     inside = (uv[..., 0] >= 0) & (uv[..., 0] < target_camera.width) & (uv[..., 1] >= 0) & (uv[..., 1] < target_camera.height)
     return joint_heatmaps(uv, inside & (depth > 1e-6), (target_camera.height, target_camera.width), map_size)
