@@ -7,6 +7,9 @@ frames -> anchored motion tokens) -> `prepare_latents` (one noise image shared b
 not flicker) -> denoising loop (flow matching, the generator predicts the clean image) with `progress_bar` and
 `callback_on_step_end` -> paste into full frames -> `DiMoPipelineOutput` with RGBA frames.
 
+The same pipeline, with `motion_signal` "pose2d" or "noisy3d", is one of the benchmark's explicit-control
+baselines: the generator, its inputs and the crop are the same, only the motion differs (`baseline_motion`).
+
 The Wan-based `DiMoPipeline` (pipeline_dimo.py) stays for users with local Wan weights on a GPU.
 """
 
@@ -27,7 +30,11 @@ from dimo_engine.character_layer import (
     reference_colours,
     smooth_boxes,
     splat_motion,
+    splat_view_locked,
+    square_boxes_around,
     target_boxes,
+    view_locked_pixels,
+    view_locked_proxy,
 )
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
@@ -38,6 +45,7 @@ from dimo_engine.models.anchored_motion_encoder import (
     smooth_in_time,
 )
 from dimo_engine.models.keypoint_locator import KeypointLocator
+from dimo_engine.models.motion_token_embedding import MotionTokenEmbedding
 from dimo_engine.pipelines.pipeline_dimo import DenoisingLoopMixin, DiMoPipelineOutput, MotionTokens
 from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, person_box_from_locator, square_box
 from dimo_engine.video_io import resample_indices
@@ -48,6 +56,16 @@ HAND_CROP = 16
 POSE_SMOOTHING_FRAMES = 2.0
 SCALE_SMOOTHING_FRAMES = 6.0
 DRIVING_CHUNK = 64  # driving frames turned into floats at a time
+# What the generator is told of the motion. "dimo": anchored tokens read from the driving video by the motion
+# encoders, projected by the target camera. The benchmark's baselines, given their joints instead of a video:
+# "pose2d", the driving view's 2D joints drawn view-locked (where the driving camera saw them, whatever the target);
+# "noisy3d", 3D joints with monocular-reconstruction noise projected by the target camera. Their tokens' features are
+# learned per token (`MotionTokenEmbedding`).
+MOTION_SIGNALS = ("dimo", "pose2d", "noisy3d")
+BASELINE_INPUTS = {
+    "pose2d": "the driving view's true 2D joints (the renderer's annotations)",
+    "noisy3d": "the clip's true 3D joints, with simulated monocular-reconstruction noise",
+}
 WRISTS = (20, 21)
 # Each body joint's mirror twin (SMPL-H: left and right swap), and the 52 2D joints' (body, then the left hand's 15
 # and the right hand's 15).
@@ -113,24 +131,31 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
     Components: `body_encoder` and `hand_encoder` (AnchoredMotionEncoder), `generator` (diffusers UNet2DModel in
     pixel space: noisy RGBA crop + reference crop + splatted motion maps -> clean RGBA crop), `scheduler`
     (FlowMatchEulerDiscreteScheduler), optional `keypoint_locator` (finds the person in driving videos without
-    alpha). Config: `num_frames` (frames per call), `fps`, `height`/`width` (default camera size), `crop_size`,
-    `splat_sigma`, `body_proxy` (the generator also reads where a typical body would cover the crop, `body_proxy`).
+    alpha), optional `token_embedding` (the baselines' learned token features). Config: `num_frames` (frames per
+    call), `fps`, `height`/`width` (default camera size), `crop_size`, `splat_sigma`, `body_proxy` (the generator
+    also reads where a typical body would cover the crop, `body_proxy`), `motion_signal` (`MOTION_SIGNALS`).
     """
 
     model_cpu_offload_seq = "body_encoder->hand_encoder->generator"
-    _optional_components = ["keypoint_locator"]
+    _optional_components = ["keypoint_locator", "token_embedding"]
     _callback_tensor_inputs = ["latents"]
     reads_alpha = True  # the reference's alpha finds the character; `reenact.reenact` passes it through
 
     def __init__(self, body_encoder: AnchoredMotionEncoder, hand_encoder: AnchoredMotionEncoder, generator: UNet2DModel,
                  scheduler: FlowMatchEulerDiscreteScheduler, keypoint_locator: KeypointLocator | None = None,
-                 num_frames: int = 17, fps: float = 12.0, height: int = 128, width: int = 128, crop_size: int = 64,
-                 splat_sigma: float = 1.5, body_proxy: bool = False):
+                 token_embedding: MotionTokenEmbedding | None = None, num_frames: int = 17, fps: float = 12.0,
+                 height: int = 128, width: int = 128, crop_size: int = 64, splat_sigma: float = 1.5,
+                 body_proxy: bool = False, motion_signal: str = "dimo"):
         super().__init__()
+        if motion_signal not in MOTION_SIGNALS:
+            raise InputError(f"motion_signal {motion_signal!r} is not one of {', '.join(MOTION_SIGNALS)}.")
+        if (motion_signal != "dimo") != (token_embedding is not None):
+            raise InputError(f"A {motion_signal!r} model needs {'a' if motion_signal != 'dimo' else 'no'} "
+                             f"token_embedding (the baselines' learned token features); the folder is incomplete.")
         self.register_modules(body_encoder=body_encoder, hand_encoder=hand_encoder, generator=generator,
-                              scheduler=scheduler, keypoint_locator=keypoint_locator)
+                              scheduler=scheduler, keypoint_locator=keypoint_locator, token_embedding=token_embedding)
         self.register_to_config(num_frames=num_frames, fps=fps, height=height, width=width, crop_size=crop_size,
-                                splat_sigma=splat_sigma, body_proxy=body_proxy)
+                                splat_sigma=splat_sigma, body_proxy=body_proxy, motion_signal=motion_signal)
         self._interrupt = False
 
     # ---- motion ---------------------------------------------------------------------------------------------
@@ -154,6 +179,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         its anchor in the character frame (the body's own frame at the first frame)."""
         from dimo_engine.driving import MIN_DRIVING_FRAMES
 
+        self.check_reads_video()
         indices = resample_indices(frames.shape[0], fps, float(self.config.fps))
         if indices.size < MIN_DRIVING_FRAMES:
             raise InputError(f"{source} gives {indices.size} frame(s) at the model's {self.config.fps:g} fps; motion "
@@ -189,6 +215,27 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         anchors = character_frame_anchors(pose[None], root)  # (1, T, 22, 3)
         all_anchors = token_anchors(anchors)
         tokens = torch.cat([torch.cat([body["features"], body["hand_features"]], dim=2), all_anchors], dim=-1)
+        return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
+
+    def check_reads_video(self) -> None:
+        """InputError for a baseline model: it does not read a driving video, so it cannot re-enact one."""
+        signal = self.config.motion_signal
+        if signal != "dimo":
+            raise InputError(f"This model is the benchmark's {signal} baseline: it is given {BASELINE_INPUTS[signal]} "
+                             f"instead of reading a driving video, so it cannot re-enact a video. Score it with "
+                             f"`python -m training.compare_character`; to re-enact a video use a DiMo model (the "
+                             f"default).")
+
+    def baseline_motion(self, body_points: torch.Tensor) -> MotionTokens:
+        """A baseline's motion as tokens of the same layout as `encode_driving_clip`'s: body points `(F, 22, 3)` ->
+        body `(1, F, 22, D + 3)` and hands `(1, F, 2, D + 3)`, each token its learned feature (`token_embedding`) then
+        its point. "noisy3d": the noisy 3D joints in the character frame; "pose2d": the driving view's 2D joints as
+        view-locked points (`character_layer.view_locked_points`). Hand tokens sit at the wrists."""
+        if self.config.motion_signal == "dimo":
+            raise InputError("A DiMo model reads its motion from the driving video; use encode_driving_clip.")
+        points = token_anchors(body_points.to(self._execution_device, torch.float32))[None]  # (1, F, 24, 3)
+        features = self.token_embedding(1, points.shape[1]).to(points)  # (1, F, 24, D)
+        tokens = torch.cat([features, points], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
 
     def mirror_averaged(self, crops: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -276,12 +323,29 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         joints = self.body_encoder(rgb[:, None])["joints_2d"][:, 0, :22]
         return reference_colours(rgb, token_anchors(joints))
 
+    def motion_boxes(self, anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor,
+                     image_size: tuple[int, int]) -> torch.Tensor:
+        """The person's crop boxes `(N, 4)` in target frames of `image_size` (H, W), from the motion's own token
+        points `(N, K, 3)` (training and sampling alike): the target camera's projection of the anchors, or for the
+        view-locked "pose2d" signal the driving 2D joints' extent (the target camera plays no part)."""
+        if self.config.motion_signal == "pose2d":
+            return square_boxes_around(view_locked_pixels(anchors, *image_size))
+        return target_boxes(anchors, K, world_to_camera)
+
     def splat(self, anchors: torch.Tensor, features: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor,
-              boxes: torch.Tensor, colours: torch.Tensor | None = None) -> torch.Tensor:
+              boxes: torch.Tensor, colours: torch.Tensor | None = None,
+              image_size: tuple[int, int] | None = None) -> torch.Tensor:
         """What the generator reads of the motion in each target crop (training and sampling alike): token anchors
         `(N, K, 3)` and features `(N, K, D)`, cameras, boxes `(N, 4)` -> maps `(N, C, S, S)`: `splat_motion`, then the
-        body proxy's coverage when the model reads it."""
+        body proxy's coverage when the model reads it. The "pose2d" signal draws its view-locked points in target
+        frames of `image_size` (H, W) instead (`splat_view_locked`, `view_locked_proxy`: the same channels)."""
         size = int(self.config.crop_size)
+        if self.config.motion_signal == "pose2d":
+            if colours is not None:
+                raise InputError("The pose2d baseline does not read the reference's colours (no appearance stage).")
+            pixels = view_locked_pixels(anchors, *image_size)
+            maps = splat_view_locked(pixels, features, boxes, size, float(self.config.splat_sigma))
+            return torch.cat([maps, view_locked_proxy(pixels, boxes, size) * 2 - 1], 1) if self.config.body_proxy else maps
         maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(self.config.splat_sigma), colours)
         if not self.config.body_proxy:
             return maps
@@ -295,10 +359,11 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         features, anchors = tokens[..., :-3], tokens[..., -3:]
         K = torch.from_numpy(target_cameras.K).float().to(device)
         world_to_camera = torch.from_numpy(target_cameras.world_to_camera).float().to(device)
-        boxes = smooth_boxes(target_boxes(anchors, K, world_to_camera))
+        image_size = (int(target_cameras.height), int(target_cameras.width))
+        boxes = smooth_boxes(self.motion_boxes(anchors, K, world_to_camera, image_size))
         if colours is not None:
             colours = colours.expand(anchors.shape[0], -1, -1)
-        return self.splat(anchors, features, K, world_to_camera, boxes, colours), boxes
+        return self.splat(anchors, features, K, world_to_camera, boxes, colours, image_size), boxes
 
     def prepare_latents(self, num_frames: int, generator=None, latents=None) -> torch.Tensor:
         """One noise image for every frame (F, 4, S, S): the same seed draws the same person, frame after frame."""
@@ -413,10 +478,11 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
 
 def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: int = 64,
                               generator_channels=(32, 64, 96, 128), appearance: bool = False,
-                              body_proxy: bool = False) -> DiMoCharacterPipeline:
+                              body_proxy: bool = False, motion_signal: str = "dimo") -> DiMoCharacterPipeline:
     """A fresh, untrained default-model pipeline (deterministic from `seed`); `appearance`: its generator also reads
     the reference's colours splatted at the target (`reference_colours`); `body_proxy`: and the body proxy's
-    coverage (`character_layer.body_proxy`)."""
+    coverage (`character_layer.body_proxy`); `motion_signal` (`MOTION_SIGNALS`): a baseline gets a learned token
+    embedding, made after the generator, so its generator starts from the same weights as DiMo's."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body = AnchoredMotionEncoder(image_size=64, feature_dim=feature_dim)
@@ -431,6 +497,8 @@ def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: i
             up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
             attention_head_dim=32,
         )
+        embedding = MotionTokenEmbedding(feature_dim=feature_dim) if motion_signal != "dimo" else None
         pipe = DiMoCharacterPipeline(body, hands, generator, FlowMatchEulerDiscreteScheduler(shift=1.0),
-                                     crop_size=crop_size, body_proxy=body_proxy)
+                                     token_embedding=embedding, crop_size=crop_size, body_proxy=body_proxy,
+                                     motion_signal=motion_signal)
     return pipe
