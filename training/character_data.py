@@ -129,9 +129,13 @@ class CharacterExamples:
 
     def driving_inputs(self, clip: int, view: int, frame: int) -> dict[str, torch.Tensor]:
         """What the motion encoders read of one driving frame, and their training targets."""
+        from dimo_engine.character_layer import view_locked_points
+
         record = self.clips[clip]
         v = record["views"][view]
         anchors, root = view_frame_targets(record["joints"][frame, :22], v["camera_to_world"][frame])
+        box = v["driving_box"]
+        joints_px = v["joints_2d"][frame, :22] * (box[2] - box[0]) + box[:2]  # (22, 2) frame pixels
         return {
             "crop": v["driving_crops"][frame].float() / 255.0,  # (4, 64, 64) RGBA
             "hand_crops": v["hand_crops"][frame].float() / 255.0,  # (2, 3, s, s)
@@ -140,6 +144,10 @@ class CharacterExamples:
             "joints_2d": v["joints_2d"][frame],  # (52, 2)
             "body_pose_6d": record["body_pose_6d"][frame], "hand_pose_6d": record["hand_pose_6d"][frame],
             "joints": record["joints"][frame, :22],  # (22, 3) character frame
+            # what the benchmark baselines are given instead of the crop: the camera's centre (where noisy3d's
+            # reconstruction errs along its rays) and the true 2D joints, view-locked (pose2d)
+            "camera_centre": v["camera_to_world"][frame, :3, 3],  # (3,) character frame
+            "view_locked_joints": view_locked_points(joints_px, record["width"], record["height"]),  # (22, 3)
         }
 
     def batch(self, rng: np.random.Generator, size: int, with_targets: bool = True) -> dict[str, torch.Tensor]:

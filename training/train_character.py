@@ -11,6 +11,11 @@ config (TOML -> `CharacterTrainConfig`) -> cached clips in memory -> models -> l
 - stage "appearance" (tried, not shipped): the joint stage's models, the generator also reading the reference's colours
   splatted at the target.
 
+The benchmark's baselines and ablations are settings of the same stages (docs/benchmark.md has the commands):
+`motion_signal` "pose2d" / "noisy3d" (the joint stage only: the same generator, data, losses and schedule, given the
+true 2D or noisy 3D joints instead of encoded motion); `perspective=0`; same-view pairs only (`same_view_ratio=1`,
+`cross_view_ratio=0`, `moving_camera_ratio=0`); `aux_annealed=false`; `fresh_encoders=true` with `aux_weight=0`.
+
 `python -m training.train_character --config character-default --stage encoders` (and `--stage joint`); a killed run
 continues from its last checkpoint with the same command. The joint stage exports the diffusers folder that ships.
 """
@@ -25,6 +30,7 @@ import signal
 import time
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -33,16 +39,18 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from blender_addon.core.atomic_io import atomic_write
-from dimo_engine.character_layer import crop_boxes, target_boxes
+from dimo_engine.character_layer import crop_boxes
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import turned_anchors
 from dimo_engine.pipelines.pipeline_dimo_character import (
+    MOTION_SIGNALS,
     create_character_pipeline,
     mirrored_geometry,
     motion_from_crops,
     rgba_to_model,
     token_anchors,
 )
+from training.baselines import noisy_reconstruction
 from training.character_data import CharacterExamples, build_character_cache, composite_over_background
 from training.config import Count, NonNegative, Positive, Ratio, validation_problem
 from training.losses import annealed_weight
@@ -61,11 +69,16 @@ class CharacterTrainConfig:
     output_dir: str = "runs/character"
     seed: int = 0
     threads: Positive = 2
+    # what the generator is told of the motion (`MOTION_SIGNALS`): "dimo", the motion encoders' anchored tokens; the
+    # benchmark's baselines, joint stage only, with no encoders (so no geometric supervision: aux_weight is not read)
+    # and a learned feature per token: "pose2d", the driving view's true 2D joints drawn view-locked; "noisy3d", the
+    # true 3D joints with `training.baselines.noisy_reconstruction`'s noise, projected by the target camera
+    motion_signal: Literal[MOTION_SIGNALS] = "dimo"
     # stage "encoders"
     encoder_steps: Positive = 2000
     encoder_batch: Positive = 64
     encoder_lr: NonNegative = 1e-3
-    perspective: Ratio = 0.25  # kornia RandomPerspective distortion of driving crops
+    perspective: Ratio = 0.25  # kornia RandomPerspective distortion of driving crops (both stages); 0: no warp at all
     mirror_ratio: Ratio = 0.0  # driving crops read mirrored, their targets mirrored to match (`mirrored`)
     # stage "joint"
     joint_steps: Positive = 3000
@@ -75,6 +88,10 @@ class CharacterTrainConfig:
     aux_weight: NonNegative = 1.0
     aux_hold_steps: Count = 500
     aux_end_step: Count = 2000
+    aux_annealed: bool = True  # false: the geometric supervision held at aux_weight for the whole joint stage
+    # the joint stage's encoders start from random weights instead of the encoder stage's (none is needed): with
+    # aux_weight=0, the "no geometric supervision" ablation
+    fresh_encoders: bool = False
     alpha_loss_weight: NonNegative = 2.0
     # the generator also reads the body proxy (capsules around the anchors' bones, `character_layer.body_proxy`); a
     # generator from `init_from` without it is widened with zero weights, so it starts as it was
@@ -85,6 +102,7 @@ class CharacterTrainConfig:
     appearance_steps: Positive = 1200
     appearance_lr: NonNegative = 3e-4
     appearance_encoder_lr: NonNegative = 5e-5
+    # pair kinds of the joint stage, mixed by these weights (`pair_ratios`); same view only: 1, 0, 0
     same_view_ratio: Ratio = 0.3
     cross_view_ratio: Ratio = 0.5
     moving_camera_ratio: Ratio = 0.2
@@ -125,6 +143,16 @@ class CharacterTrainConfig:
             raise InputError(f"{path}: setting {key}={problem.get('input')!r}: {validation_problem(error)}.") from None
 
 
+def pair_ratios(config: CharacterTrainConfig) -> dict[str, float]:
+    """The joint stage's mix of pair kinds (`training.pairs.PAIR_KINDS`); InputError when no kind has weight."""
+    ratios = {"same_view": config.same_view_ratio, "cross_view": config.cross_view_ratio,
+              "moving_camera": config.moving_camera_ratio}
+    if sum(ratios.values()) <= 0:
+        raise InputError("same_view_ratio, cross_view_ratio and moving_camera_ratio are all 0, so no pair can be drawn; "
+                         "give at least one a weight (same view only: same_view_ratio=1).")
+    return ratios
+
+
 # ---- losses of the motion encoders ----------------------------------------------------------------------------
 
 
@@ -155,8 +183,10 @@ class CropAugmentation:
     def __init__(self, perspective: float):
         import kornia.augmentation as K
 
+        # perspective 0 (the ablation) leaves the warp out, rather than drawing identity warps
+        warps = [K.RandomPerspective(distortion_scale=perspective, p=0.7)] if perspective > 0 else []
         self.geometry = K.AugmentationSequential(
-            K.RandomPerspective(distortion_scale=perspective, p=0.7),
+            *warps,
             K.RandomAffine(degrees=8.0, translate=(0.06, 0.06), scale=(0.9, 1.1), p=1.0),
             data_keys=["input", "keypoints"],
         )
@@ -212,24 +242,53 @@ def character_anchors(now: dict, first: dict, true_root: torch.Tensor) -> torch.
     return turned_anchors(now["anchors"], first["anchors"][:, 0])[:, 0] + true_root[:, None]
 
 
+def noisy_joints(batch: dict, generator: torch.Generator) -> torch.Tensor:
+    """The noisy3d baseline's joints `(N, 22, 3)` (character frame): each example's true joints as a monocular
+    reconstruction from its driving camera would give them (`noisy_reconstruction`, its documented sigmas), every
+    example its own draw of the clip-level errors (bone lengths, global depth) and the frame's, seeded from
+    `generator`."""
+    seeds = torch.randint(2**31 - 1, (batch["driving_joints"].shape[0],), generator=generator).tolist()
+    return torch.stack([torch.from_numpy(noisy_reconstruction(joints[None].numpy(), centre[None].numpy(), seed)[0])
+                        for joints, centre, seed in zip(batch["driving_joints"], batch["driving_camera_centre"], seeds)]
+                       ).float()
+
+
+def training_motion(pipe, batch: dict, signal: str, generator: torch.Generator,
+                    augmentation: CropAugmentation) -> dict:
+    """What a joint-stage step tells the generator of each example's motion: token points "anchors" `(N, 24, 3)` and
+    their "features" `(N, 24, D)`; for DiMo also the encoder's outputs ("encoded") and the augmented crops' 2D joints
+    ("joints_2d") that the geometric supervision reads.
+
+    "dimo": the encoders on the augmented driving crop (`character_anchors`); "noisy3d": the true joints with
+    reconstruction noise (`noisy_joints`); "pose2d": the driving view's true 2D joints, view-locked. The baselines'
+    features are their learned per-token embedding; hand tokens sit at the wrists (`token_anchors`)."""
+    if signal == "dimo":
+        crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
+        now = encode(pipe, dict(batch, driving_joints_2d=joints_2d), "driving_", crops)
+        first = encode(pipe, batch, "first_", composite_over_background(batch["first_crop"]))
+        anchors = token_anchors(character_anchors(now, first, batch["driving_joints"][:, 0]))  # (N, 24, 3)
+        return {"anchors": anchors, "features": now["features"][:, 0], "encoded": now, "joints_2d": joints_2d}
+    points = noisy_joints(batch, generator) if signal == "noisy3d" else batch["driving_view_locked_joints"]
+    anchors = token_anchors(points)  # (N, 24, 3)
+    return {"anchors": anchors, "features": pipe.token_embedding(anchors.shape[0], 1)[:, 0]}
+
+
 def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, generator: torch.Generator,
                augmentation: CropAugmentation) -> dict:
-    crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
-    now = encode(pipe, dict(batch, driving_joints_2d=joints_2d), "driving_", crops)
-    first = encode(pipe, batch, "first_", composite_over_background(batch["first_crop"]))
-    anchors = token_anchors(character_anchors(now, first, batch["driving_joints"][:, 0]))  # (N, 24, 3)
-    features = now["features"][:, 0]  # (N, 24, D)
+    motion = training_motion(pipe, batch, config.motion_signal, generator, augmentation)
+    anchors, features = motion["anchors"], motion["features"]  # (N, 24, 3), (N, 24, D)
     K, world_to_camera = batch["target_K"], batch["target_world_to_camera"]
     size = int(pipe.config.crop_size)
+    image_size = tuple(batch["target_frames"].shape[-2:])  # (H, W)
     with torch.no_grad():  # the crop follows the predicted motion, as at inference
-        boxes = target_boxes(anchors, K, world_to_camera)
+        boxes = pipe.motion_boxes(anchors, K, world_to_camera, image_size)
     clean = rgba_to_model(crop_boxes(batch["target_frames"], boxes, size))  # (N, 4, S, S)
     reference = rgba_to_model(batch["reference_crop"])
     # A reference without alpha (a photo, a viewport grab) shows its set and is opaque: train for that too.
     opaque = torch.rand(reference.shape[0], generator=generator) < config.opaque_reference_ratio
     with_set = torch.cat([batch["reference_crop"][:, :3] * 2 - 1, torch.ones_like(reference[:, :1])], dim=1)
     reference = torch.where(opaque[:, None, None, None], with_set, reference)
-    maps = pipe.splat(anchors, features, K, world_to_camera, boxes, pipe.appearance_colours(reference))
+    maps = pipe.splat(anchors, features, K, world_to_camera, boxes, pipe.appearance_colours(reference), image_size)
 
     sigmas = torch.sigmoid(torch.randn(clean.shape[0], generator=generator))  # logit-normal noise levels
     noise = torch.randn(clean.shape, generator=generator)
@@ -238,7 +297,7 @@ def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, gene
     error = (predicted - clean).pow(2)
     losses = {"rgb": error[:, :3].mean(), "alpha": config.alpha_loss_weight * error[:, 3].mean()}
     if aux > 0:
-        geometric = encoder_losses(now, dict(batch, driving_joints_2d=joints_2d))
+        geometric = encoder_losses(motion["encoded"], dict(batch, driving_joints_2d=motion["joints_2d"]))
         losses["aux"] = aux * sum(geometric.values())
     losses["total"] = sum(losses.values())
     with torch.no_grad():
@@ -274,13 +333,18 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     """Run (or continue) one stage; returns its last logged figures. Ctrl-C / SIGTERM saves a checkpoint first."""
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
+    baseline = config.motion_signal != "dimo"
+    if baseline and stage != "joint":
+        raise InputError(f"motion_signal={config.motion_signal} is a benchmark baseline: it has no motion encoders to "
+                         f"train and no appearance stage; run its 'joint' stage alone.")
+    ratios = pair_ratios(config)
     torch.set_num_threads(config.threads)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = build_character_cache(config.dataset, "train")
-    examples = CharacterExamples(cache, {"same_view": config.same_view_ratio, "cross_view": config.cross_view_ratio,
-                                         "moving_camera": config.moving_camera_ratio})
-    pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy)
+    examples = CharacterExamples(cache, ratios)
+    pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy,
+                                     motion_signal=config.motion_signal)
     checkpoint = _checkpoint_path(config, stage)
     if stage == "appearance":
         joint = _checkpoint_path(config, "joint")
@@ -294,20 +358,15 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                        "lr": config.appearance_encoder_lr}]
         max_steps = config.appearance_steps
     elif stage == "joint":
-        encoders = _checkpoint_path(config, "encoders")
-        if config.init_encoders_from and not config.init_from:
-            raise InputError("init_encoders_from replaces init_from's encoders; give init_from (a pipeline folder) too.")
-        if not checkpoint.is_file() and config.init_from:
-            models = {**pipeline_weights(config.init_from), **retrained_encoders(config.init_encoders_from)}
-            _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
-        elif not checkpoint.is_file():
-            if not encoders.is_file():
-                raise InputError(f"{encoders} is missing; run the 'encoders' stage first.")
-            _load_models(pipe, {"models": {k: v for k, v in torch.load(encoders, weights_only=False)["models"].items()
-                                           if k != "generator"}})
-        parameters = [{"params": pipe.generator.parameters(), "lr": config.generator_lr},
-                      {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
-                       "lr": config.joint_encoder_lr}]
+        if not checkpoint.is_file():
+            _load_models(pipe, {"models": joint_start_weights(config, pipe)})
+        if baseline:  # the generator and the learned token features, nothing else
+            parameters = [{"params": list(pipe.generator.parameters()) + list(pipe.token_embedding.parameters()),
+                           "lr": config.generator_lr}]
+        else:
+            parameters = [{"params": pipe.generator.parameters(), "lr": config.generator_lr},
+                          {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
+                           "lr": config.joint_encoder_lr}]
         max_steps = config.joint_steps
     else:
         if not checkpoint.is_file() and (config.init_from or config.init_encoders_from):
@@ -329,8 +388,8 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     augmentation = CropAugmentation(config.perspective)
     for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
         module.train()
-    if stage == "joint" and config.joint_encoder_lr == 0 and config.aux_weight == 0:
-        for module in (pipe.body_encoder, pipe.hand_encoder):  # frozen: no backward pass through them
+    if stage == "joint" and (baseline or (config.joint_encoder_lr == 0 and config.aux_weight == 0)):
+        for module in (pipe.body_encoder, pipe.hand_encoder):  # frozen (or unused): no backward pass through them
             module.requires_grad_(False)
 
     stop = {"now": False}
@@ -350,10 +409,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
             if stage == "encoders":
                 losses = encoder_step(pipe, examples.batch(rng, config.encoder_batch, with_targets=False),
                                       augmentation, generator, config.mirror_ratio)
-            else:  # the appearance stage continues after the joint stage's aux_end_step: the tokens stay free
-                aux = 0.0 if stage == "appearance" else annealed_weight(step, config.aux_weight, config.aux_hold_steps,
-                                                                        config.aux_end_step)
-                losses = joint_step(pipe, examples.batch(rng, config.joint_batch), aux, config, generator, augmentation)
+            else:
+                losses = joint_step(pipe, examples.batch(rng, config.joint_batch), geometric_weight(step, config, stage),
+                                    config, generator, augmentation)
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(losses["total"]):
                 raise RuntimeError(f"{stage} step {step}: the loss is not finite ({losses}); lower the learning rate "
@@ -384,13 +442,55 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     return log[-1] if log else {}
 
 
-def pipeline_weights(folder: str) -> dict[str, dict]:
-    """The trained modules' weights of a pipeline folder: {"body_encoder", "hand_encoder", "generator"} -> state dict."""
+def geometric_weight(step: int, config: CharacterTrainConfig, stage: str) -> float:
+    """The geometric supervision's weight at a step: in the joint stage held, then annealed to exactly 0 at
+    `aux_end_step` (`annealed_weight`), or held at `aux_weight` throughout (`aux_annealed=false`, the ablation).
+    None in the appearance stage (it continues after the joint stage's end: the tokens stay free), nor for the
+    baselines (no encoders to supervise)."""
+    if stage == "appearance" or config.motion_signal != "dimo":
+        return 0.0
+    if not config.aux_annealed:
+        return float(config.aux_weight)
+    return annealed_weight(step, config.aux_weight, config.aux_hold_steps, config.aux_end_step)
+
+
+def joint_start_weights(config: CharacterTrainConfig, pipe) -> dict[str, dict]:
+    """The weights a fresh joint stage starts from, by name (the rest keep `create_character_pipeline`'s random ones):
+    `init_from`'s modules (`init_encoders_from`'s encoders over them), else the encoder stage's encoders, else none
+    (`fresh_encoders`, or a baseline: it has no encoders to start). Contradicting settings are refused."""
+    baseline = config.motion_signal != "dimo"
+    if config.init_encoders_from and not config.init_from:
+        raise InputError("init_encoders_from replaces init_from's encoders; give init_from (a pipeline folder) too.")
+    if baseline and config.init_encoders_from:
+        raise InputError(f"motion_signal={config.motion_signal} has no motion encoders; leave init_encoders_from empty.")
+    if config.fresh_encoders and (baseline or config.init_from):
+        raise InputError("fresh_encoders starts a DiMo joint stage's encoders from random weights; it does not go with "
+                         f"{'a baseline motion_signal (no encoders)' if baseline else 'init_from (which loads them)'}.")
+    if config.init_from:
+        models = {**pipeline_weights(config.init_from, config.motion_signal), **retrained_encoders(config.init_encoders_from)}
+        return {**models, "generator": widened_generator(models["generator"], pipe)}
+    if baseline or config.fresh_encoders:
+        return {}
+    encoders = _checkpoint_path(config, "encoders")
+    if not encoders.is_file():
+        raise InputError(f"{encoders} is missing; run the 'encoders' stage first (or, for the no-geometric-supervision "
+                         f"ablation, set fresh_encoders=true with aux_weight=0).")
+    return {k: v for k, v in torch.load(encoders, weights_only=False)["models"].items() if k != "generator"}
+
+
+def pipeline_weights(folder: str, motion_signal: str | None = None) -> dict[str, dict]:
+    """The trained modules' weights of a pipeline folder by name (`module_weights`); with `motion_signal`, a folder
+    trained with another signal is refused (its generator learned to read other maps)."""
     from dimo_engine.cli.model_args import check_model_folder
     from dimo_engine.pipelines import load_pipeline
 
     check_model_folder(Path(folder))
-    return module_weights(load_pipeline(Path(folder), device="cpu"))
+    pipe = load_pipeline(Path(folder), device="cpu")
+    trained_with = pipe.config.get("motion_signal", "dimo")
+    if motion_signal is not None and trained_with != motion_signal:
+        raise InputError(f"init_from={folder} was trained with motion_signal={trained_with}, not {motion_signal}; start "
+                         f"from a folder of the same signal, or from none.")
+    return module_weights(pipe)
 
 
 def retrained_encoders(path: str) -> dict[str, dict]:
@@ -405,8 +505,9 @@ def retrained_encoders(path: str) -> dict[str, dict]:
 
 
 def module_weights(pipe) -> dict[str, dict]:
-    """The state dicts of a pipeline's trained modules (TRAINED_MODULES), by name."""
-    return {name: getattr(pipe, name).state_dict() for name in TRAINED_MODULES}
+    """The state dicts of a pipeline's trained modules (TRAINED_MODULES, and a baseline's token_embedding), by name."""
+    names = TRAINED_MODULES + (("token_embedding",) if pipe.token_embedding is not None else ())
+    return {name: getattr(pipe, name).state_dict() for name in names}
 
 
 def widened_generator(weights: dict, pipe) -> dict:
@@ -430,8 +531,9 @@ def export(pipe, folder: Path) -> Path:
         from dimo_engine.models.keypoint_locator import KeypointLocator
 
         pipe.register_modules(keypoint_locator=KeypointLocator.from_pretrained(locator_folder))
-    for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
-        module.eval()
+    for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator, pipe.token_embedding):
+        if module is not None:
+            module.eval()
     return save_pipeline(pipe, folder)
 
 
