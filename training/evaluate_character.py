@@ -47,6 +47,28 @@ def alpha_flicker(alpha: np.ndarray) -> float:
     return float(np.abs(np.diff(alpha, axis=0)).mean())
 
 
+def person_box(true_alpha: torch.Tensor, min_side: int = 0) -> tuple[slice, slice]:
+    """The box the person covers over a clip, from its true alpha `(F, H, W)`: (rows, columns) slices, each grown
+    about its centre to at least `min_side` pixels where the frame allows (SSIM's window needs 11)."""
+    covered = true_alpha.sum(0) > 0
+
+    def span(hits: torch.Tensor, length: int) -> slice:
+        low, high = int(hits.min()), int(hits.max()) + 1
+        side = min(max(high - low, min_side), length)
+        low = min(max(low - (side - (high - low)) // 2, 0), length - side)
+        return slice(low, low + side)
+
+    return span(covered.any(1).nonzero(), covered.shape[0]), span(covered.any(0).nonzero(), covered.shape[1])
+
+
+def pose_errors_mm(anchors: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """Mean joint error of a clip's anchors `(F, 22, 3)` against the true joints `(F, 22, 3)` (character frame), in
+    millimetres: as placed, and root-relative (the pose alone)."""
+    error = (anchors - truth).norm(dim=-1).mean().item() * 1000
+    relative = ((anchors - anchors[:, :1]) - (truth - truth[:, :1])).norm(dim=-1).mean().item() * 1000
+    return error, relative
+
+
 def codec_report(test_root) -> dict:
     """The generation space's own loss: each test view's ground truth cut into the model's person crop (box from the
     true joints, the recipe inference applies to the predicted ones) and pasted back. Silhouette IoU, and PSNR over
@@ -63,10 +85,7 @@ def codec_report(test_root) -> dict:
             frames = torch.from_numpy(view.frames()).permute(0, 3, 1, 2).float() / 255.0
             back = paste_crops(crop_boxes(frames, boxes, DRIVING_SIZE), boxes, clip.height, clip.width)
             ious.append(silhouette_iou(back[:, 3].numpy(), frames[:, 3].numpy()))
-            covered = frames[:, 3].sum(0) > 0
-            rows, cols = covered.any(1).nonzero(), covered.any(0).nonzero()
-            box = (slice(None), slice(None), slice(int(rows.min()), int(rows.max()) + 1),
-                   slice(int(cols.min()), int(cols.max()) + 1))
+            box = (slice(None), slice(None), *person_box(frames[:, 3]))
             error = (composite_over_background(frames) - composite_over_background(back))[box].pow(2).mean()
             psnrs.append(float(10 * torch.log10(1 / error)))
     return {"views": len(ious), "iou": round(float(np.mean(ious)), 3), "iou_min": round(float(np.min(ious)), 3),
@@ -84,8 +103,9 @@ def encoder_report(pipe, test_root, train_cache: str | None = None) -> dict:
         motion = encode_driving(pipe, view.frames(), clip.fps)
         anchors = motion.body[0, :, :, -3:].cpu()  # (F, 22, 3)
         truth = torch.from_numpy(clip.motion["joints"][:, :22]).float()
-        errors.append((anchors - truth).norm(dim=-1).mean().item() * 1000)
-        relative.append(((anchors - anchors[:, :1]) - (truth - truth[:, :1])).norm(dim=-1).mean().item() * 1000)
+        error, pose_error = pose_errors_mm(anchors, truth)
+        errors.append(error)
+        relative.append(pose_error)
         if mean_pose is not None:
             baseline.append((mean_pose[None] - truth).norm(dim=-1).mean().item() * 1000)
         confusion.append((facing_error_deg(anchors, truth) > 90).float().mean().item())
@@ -135,7 +155,6 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
     """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures.
     `motion_source` other than "encoded" replaces the motion's anchors by the truth (`with_true_anchors`), to
     measure how much of the error the generator, the pose and the root's travel each cost."""
-    from dimo_engine.camera import project_points
     from dimo_engine.driving import encode_driving
     from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
 
@@ -148,7 +167,6 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
         motion = encode_driving(pipe, driving, clip.fps)
         motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
         reference = clip.views["reference"].frames([0])[0]
-        anchors = motion.body[0, :, :, -3:].cpu()
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
@@ -157,8 +175,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
             frames = reenact(pipe, reference, motion, [camera], settings=GenerationSettings(num_inference_steps=steps))[0]
             truth = view.frames()
             true_alpha = truth[..., 3].astype(np.float32) / 255.0
-            uv, _ = project_points(anchors, torch.from_numpy(camera.K).float(),
-                                   torch.from_numpy(camera.world_to_camera).float())
+            uv = pipe.motion_joint_pixels(motion, camera)
             joints_2d = torch.from_numpy(view.annotations["joints2d"][:, :22]).float()
             visible = torch.from_numpy(view.annotations["joints_visible"][:, :22])
             joint_error = (uv - joints_2d).norm(dim=-1)[visible].mean().item()

@@ -36,6 +36,7 @@ from dimo_engine.character_layer import (
     view_locked_pixels,
     view_locked_proxy,
 )
+from dimo_engine.camera import project_points
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
     AnchoredMotionEncoder,
@@ -226,6 +227,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
                              f"`python -m training.compare_character`; to re-enact a video use a DiMo model (the "
                              f"default).")
 
+    @torch.no_grad()
     def baseline_motion(self, body_points: torch.Tensor) -> MotionTokens:
         """A baseline's motion as tokens of the same layout as `encode_driving_clip`'s: body points `(F, 22, 3)` ->
         body `(1, F, 22, D + 3)` and hands `(1, F, 2, D + 3)`, each token its learned feature (`token_embedding`) then
@@ -364,6 +366,17 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         if colours is not None:
             colours = colours.expand(anchors.shape[0], -1, -1)
         return self.splat(anchors, features, K, world_to_camera, boxes, colours, image_size), boxes
+
+    def motion_joint_pixels(self, motion: MotionTokens, target_cameras) -> torch.Tensor:
+        """Where the motion puts the 22 body joints in each target frame `(F, 22, 2)` (pixels) of the first clip of
+        `motion`: its anchors projected by `target_cameras`, or for "pose2d" its view-locked joints (the target camera
+        plays no part). What the layer is drawn from, scored against the target's true 2D joints."""
+        points = motion.body[0, :, :, -3:].float().cpu()  # (F, 22, 3)
+        if self.config.motion_signal == "pose2d":
+            return view_locked_pixels(points, int(target_cameras.height), int(target_cameras.width))
+        uv, _ = project_points(points, torch.from_numpy(target_cameras.K).float(),
+                               torch.from_numpy(target_cameras.world_to_camera).float())
+        return uv
 
     def prepare_latents(self, num_frames: int, generator=None, latents=None) -> torch.Tensor:
         """One noise image for every frame (F, 4, S, S): the same seed draws the same person, frame after frame."""
