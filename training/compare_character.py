@@ -95,6 +95,13 @@ def as_frames(images: np.ndarray) -> torch.Tensor:
     return frames / 255.0 if images.dtype == np.uint8 else frames
 
 
+def pose_errors(pipe, clip, motion) -> dict[str, float]:
+    """The 3D pose error of a motion's anchors against the clip's true joints (mm), as placed and root-relative."""
+    truth = torch.from_numpy(clip.motion["joints"][model_indices(pipe, clip), :NUM_BODY_JOINTS]).float()
+    error, relative = pose_errors_mm(motion.body[0, :, :, -3:].float().cpu(), truth)
+    return {"joint_error_mm": error, "root_relative_error_mm": relative}
+
+
 def over_plate(layer: torch.Tensor, plates: torch.Tensor) -> torch.Tensor:
     """An RGBA layer `(F, 4, H, W)` over its background plates `(F, 3, H, W)` -> full frames `(F, 3, H, W)`: what a
     render of the same camera shows."""
@@ -165,7 +172,8 @@ def summarise(rows: list[dict], methods: list[str], seed: int = 0) -> dict:
             targets = [row for row in rows if row["method"] == method and row["kind"] in kinds]
             if not targets:
                 continue
-            figures = {m: list(bootstrap_interval(clip_means(rows, method, group, m).values(), seed=seed)) for m in METRICS}
+            figures = {metric: list(bootstrap_interval(clip_means(rows, method, group, metric).values(), seed=seed))
+                       for metric in METRICS}
             summary[method][group] = {**figures, "clips": len({r["clip_id"] for r in targets}), "targets": len(targets)}
     return summary
 
@@ -179,7 +187,7 @@ def paired_effect(rows: list[dict], method: str, reference: str, group: str, met
 
 def pose3d_summary(pose_rows: list[dict], seed: int = 0) -> dict:
     """method -> {"joint_error_mm", "root_relative_error_mm"}: [mean, low, high] over clips."""
-    methods = sorted({row["method"] for row in pose_rows}, key=[r["method"] for r in pose_rows].index)
+    methods = list(dict.fromkeys(row["method"] for row in pose_rows))
     return {method: {key: list(bootstrap_interval([r[key] for r in pose_rows if r["method"] == method], seed=seed))
                      for key in ("joint_error_mm", "root_relative_error_mm")} for method in methods}
 
@@ -226,10 +234,7 @@ def compare(models: dict, clips: list, locator, steps: int | None = None, seed: 
         for name, pipe in models.items():
             motions[name] = motion_for(pipe, clip, clip_index, seed)
             if pipe.config.motion_signal != "pose2d":  # a 2D pose has no 3D joints to score
-                truth = torch.from_numpy(clip.motion["joints"][model_indices(pipe, clip), :NUM_BODY_JOINTS]).float()
-                error, relative = pose_errors_mm(motions[name].body[0, :, :, -3:].float().cpu(), truth)
-                pose_rows.append({"method": name, "clip_id": clip.clip_id, "joint_error_mm": error,
-                                  "root_relative_error_mm": relative})
+                pose_rows.append({"method": name, "clip_id": clip.clip_id, **pose_errors(pipe, clip, motions[name])})
         example_kinds = set(EXAMPLE_KINDS) if clip_index < num_examples else set()
         for view in clip.views.values():
             kind = view.info.get("bench_target")
@@ -246,10 +251,11 @@ def compare(models: dict, clips: list, locator, steps: int | None = None, seed: 
                 truth, plates = view.frames(indices), view.backgrounds(indices)
                 joints_2d = torch.from_numpy(view.annotations["joints2d"][indices, :NUM_BODY_JOINTS]).float()
                 visible = torch.from_numpy(view.annotations["joints_visible"][indices, :NUM_BODY_JOINTS]).bool()
-                metrics = score_target(layer, truth, plates, joints_2d, visible, pipe.motion_joint_pixels(motion, camera),
-                                       locator)
+                motion_pixels = pipe.motion_joint_pixels(motion, camera)
+                metrics = score_target(layer, truth, plates, joints_2d, visible, motion_pixels, locator)
                 rows.append({"method": name, "clip_id": clip.clip_id, "view": view.name, "kind": kind, **metrics})
-                log(f"{name:>16s} {clip.clip_id} {view.name:<22s} " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+                figures = " ".join(f"{key}={value:.3f}" for key, value in metrics.items())
+                log(f"{name:>16s} {clip.clip_id} {view.name:<22s} {figures}")
                 if name == next(iter(models)):
                     with torch.no_grad():
                         located, _ = locator.locate(as_frames(truth[..., :3]))
@@ -381,8 +387,9 @@ def roles(models: dict, reference: str | None) -> tuple[str, str | None, str | N
     dimo_models = [name for name, signal in signals.items() if signal == "dimo"]
     reference = reference or (dimo_models[0] if dimo_models else None)
     if reference not in dimo_models:
-        raise InputError(f"--reference {reference!r} is not one of the DiMo models given ({', '.join(dimo_models) or 'none'}"
-                         f"); give at least one --model whose motion_signal is dimo.")
+        given = ", ".join(dimo_models) or "none"
+        raise InputError(f"--reference {reference!r} is not one of the DiMo models given ({given}); give at least one "
+                         f"--model whose motion_signal is dimo.")
     first = {signal: next((n for n, s in signals.items() if s == signal), None) for signal in ("pose2d", "noisy3d")}
     return reference, first["pose2d"], first["noisy3d"], [n for n in dimo_models if n != reference]
 

@@ -410,8 +410,8 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                 losses = encoder_step(pipe, examples.batch(rng, config.encoder_batch, with_targets=False),
                                       augmentation, generator, config.mirror_ratio)
             else:
-                losses = joint_step(pipe, examples.batch(rng, config.joint_batch), geometric_weight(step, config, stage),
-                                    config, generator, augmentation)
+                aux = geometric_weight(step, config, stage)
+                losses = joint_step(pipe, examples.batch(rng, config.joint_batch), aux, config, generator, augmentation)
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(losses["total"]):
                 raise RuntimeError(f"{stage} step {step}: the loss is not finite ({losses}); lower the learning rate "
