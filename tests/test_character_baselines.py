@@ -177,6 +177,20 @@ def test_geometric_supervision_is_annealed_to_zero_or_held_for_the_whole_stage(c
     assert geometric_weight(0, _config(clips, "unused", motion_signal="pose2d"), "joint") == 0.0
 
 
+def test_a_joint_stage_that_ends_before_the_supervision_reaches_zero_is_warned_about(clips):
+    import warnings
+
+    from training.train_character import warn_if_never_annealed
+
+    with pytest.warns(UserWarning, match="never annealed to 0"):
+        warn_if_never_annealed(_config(clips, "unused", joint_steps=1200, aux_end_step=2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for fine in ({"joint_steps": 1200, "aux_end_step": 1200}, {"joint_steps": 1200, "aux_weight": 0},
+                     {"joint_steps": 1200, "aux_annealed": False}, {"joint_steps": 1200, "motion_signal": "noisy3d"}):
+            warn_if_never_annealed(_config(clips, "unused", **{"aux_end_step": 2000, **fine}))
+
+
 def test_no_geometric_supervision_starts_the_joint_stage_from_fresh_encoders_and_refuses_to_guess(clips, tmp_path):
     from training.train_character import train_stage
 

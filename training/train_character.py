@@ -29,6 +29,7 @@ import math
 import signal
 import time
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -368,6 +369,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                           {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
                            "lr": config.joint_encoder_lr}]
         max_steps = config.joint_steps
+        warn_if_never_annealed(config)
     else:
         if not checkpoint.is_file() and (config.init_from or config.init_encoders_from):
             models = {**(pipeline_weights(config.init_from) if config.init_from else {}),
@@ -452,6 +454,16 @@ def geometric_weight(step: int, config: CharacterTrainConfig, stage: str) -> flo
     if not config.aux_annealed:
         return float(config.aux_weight)
     return annealed_weight(step, config.aux_weight, config.aux_hold_steps, config.aux_end_step)
+
+
+def warn_if_never_annealed(config: CharacterTrainConfig) -> None:
+    """Warn when a DiMo joint stage ends before its geometric supervision reaches 0 (`aux_end_step` past
+    `joint_steps`): the method anneals it to exactly 0, and a shortened schedule easily forgets to scale it."""
+    if (config.motion_signal == "dimo" and config.aux_annealed and config.aux_weight > 0
+            and config.aux_end_step > config.joint_steps):
+        warnings.warn(f"aux_end_step={config.aux_end_step} is past joint_steps={config.joint_steps}: the geometric "
+                      f"supervision is never annealed to 0 in this run; set aux_end_step <= joint_steps (or "
+                      f"aux_annealed=false, if that is the point)", stacklevel=2)
 
 
 def joint_start_weights(config: CharacterTrainConfig, pipe) -> dict[str, dict]:
