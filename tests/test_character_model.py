@@ -240,7 +240,8 @@ def _config(clips, out, **overrides):
     from training.train_character import CharacterTrainConfig
 
     settings = {"dataset": str(clips), "output_dir": str(out), "encoder_batch": "4", "joint_batch": "2",
-                "checkpoint_every": "2", "log_every": "1", "threads": "1", "aux_hold_steps": "1", "aux_end_step": "2"}
+                "checkpoint_every": "2", "log_every": "1", "threads": "1", "aux_hold_steps": "1", "aux_end_step": "2",
+                "body_proxy": "false"}  # tests that want the proxy ask for it
     return CharacterTrainConfig.load("character-default", {**settings, **{k: str(v) for k, v in overrides.items()}})
 
 
