@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from blender_addon.core.atomic_io import write_json_atomic
-from dimo_engine.clips import ClipDataset
 from dimo_engine.errors import InputError
 from training.bench_metrics import foreground_masks, joint_error, mean_of, psnr, ssim
 from training.bench_metrics import silhouette_iou as mask_iou
@@ -47,7 +46,14 @@ from training.bench_report import (
 )
 from training.baselines import NUM_BODY_JOINTS, noisy_reconstruction
 from training.benchmark import TARGET_KINDS, BenchTarget, write_contact_sheet
-from training.evaluate_character import NOVEL_WIDE, alpha_flicker, person_box, pose_errors_mm, silhouette_iou
+from training.evaluate_character import (
+    NOVEL_WIDE,
+    alpha_flicker,
+    benchmark_clips,
+    person_box,
+    pose_errors_mm,
+    silhouette_iou,
+)
 
 DEFAULT_LOCATOR = Path(__file__).resolve().parents[1] / "dimo_engine" / "weights" / "default" / "keypoint_locator"
 # Target kinds, then the aggregates the bar reads: novel views >= 90 degrees, and every target but the driving view.
@@ -206,15 +212,6 @@ def load_locator(folder: Path):
     if not locator.config.trained:
         raise InputError(f"--locator {folder}: this locator is not trained (its config says trained=false).")
     return locator
-
-
-def benchmark_clips(test_root, max_clips: int = 0) -> list:
-    clips = list(ClipDataset(test_root, "test"))
-    clips = clips[:max_clips] if max_clips else clips
-    if not clips:
-        raise InputError(f"--test {test_root}: no test clips there; render them with `dimo render-clips --split test "
-                         f"--layout benchmark`.")
-    return clips
 
 
 def compare(models: dict, clips: list, locator, steps: int | None = None, seed: int = 0, num_examples: int = 2,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dimo_engine.clips import ClipDataset
+from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import facing_error_deg
 
 NOVEL_WIDE = ("novel_90", "novel_180")  # targets >= 90 degrees from the driving view
@@ -34,6 +35,16 @@ def _mean_pose(train_cache: str | None) -> torch.Tensor | None:
         return None
     clips = torch.load(train_cache, map_location="cpu", weights_only=False)["clips"]
     return torch.cat([c["joints"][:, :22] for c in clips]).mean(0)  # (22, 3) character frame
+
+
+def benchmark_clips(test_root, max_clips: int = 0) -> list:
+    """The test clips under `test_root` (the first `max_clips`, 0: all); InputError when there are none."""
+    clips = list(ClipDataset(test_root, "test"))
+    clips = clips[:max_clips] if max_clips else clips
+    if not clips:
+        raise InputError(f"--test {test_root}: no test clips there; render them with `dimo render-clips --split test "
+                         f"--layout benchmark`.")
+    return clips
 
 
 def silhouette_iou(predicted_alpha: np.ndarray, true_alpha: np.ndarray) -> float:
@@ -160,9 +171,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
 
     per_kind: dict[str, dict[str, list[float]]] = {}
     sheet_rows = []
-    clips = list(ClipDataset(test_root, "test"))
-    clips = clips[:max_clips] if max_clips else clips
-    for clip in clips:
+    for clip in benchmark_clips(test_root, max_clips):
         driving = clip.driving_view.frames()
         motion = encode_driving(pipe, driving, clip.fps)
         motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
@@ -204,8 +213,7 @@ def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int
     from dimo_engine.reenact import conform_camera
 
     per_kind: dict[str, list[float]] = {}
-    clips = list(ClipDataset(test_root, "test"))
-    for clip in clips[:max_clips] if max_clips else clips:
+    for clip in benchmark_clips(test_root, max_clips):
         motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps)
         motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
         for view in clip.views.values():
