@@ -271,4 +271,46 @@ def test_the_comparison_scores_dimo_and_both_baselines_per_target_and_writes_tab
     assert set(result["pose3d"]) == {"dimo", "noisy3d", "ablation"}  # a 2D pose has no 3D joints
     assert "iou" in result["effects"]["ablation"]["driving"]
     assert (tmp_path / "sheet.png").is_file() and len(list((tmp_path / "videos").glob("*.mp4"))) == 4  # 2 clips x 2
-    assert main(["--model", "x=" + str(tmp_path / "pose2d"), "--test", str(data)]) == 2  # no DiMo to compare with
+    assert main(["--model", "x=" + str(tmp_path / "pose2d"), "--test", str(data), "--reference", "x"]) == 2  # not DiMo
+
+
+def flat(tree, prefix=""):
+    """A nested dict of figures as {"a/b/0": value}, for pytest.approx (which compares one level only)."""
+    if isinstance(tree, dict):
+        return {key: value for name, child in tree.items() for key, value in flat(child, f"{prefix}{name}/").items()}
+    if isinstance(tree, list):
+        return {key: value for i, child in enumerate(tree) for key, value in flat(child, f"{prefix}{i}/").items()}
+    return {prefix: float(tree)}
+
+
+@pytest.mark.slow
+def test_models_scored_in_separate_runs_merge_into_the_same_report_and_mismatched_runs_are_refused(tmp_path):
+    from tests.test_eval import write_benchmark_clip
+    from training.compare_character import main
+
+    data = tmp_path / "bench"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"format": "dimo-clip-dataset", "version": 1, "layout": "benchmark"}))
+    for index in range(1):
+        write_benchmark_clip(data, index=index, seed=index)
+    for name, signal in (("dimo", "dimo"), ("pose2d", "pose2d"), ("ablation", "dimo")):
+        save_pipeline(create_character_pipeline(seed=1, body_proxy=True, motion_signal=signal), tmp_path / name)
+    common = ["--test", str(data), "--steps", "1", "--threads", "1", "--seed", "3"]
+    model = {name: ["--model", f"{name}={tmp_path / name}"] for name in ("dimo", "pose2d", "ablation")}
+    together, first, second = (tmp_path / f"{name}.json" for name in ("together", "first", "second"))
+    assert main([*model["dimo"], *model["pose2d"], *model["ablation"], *common, "--out", str(together)]) == 0
+    assert main([*model["pose2d"], *common, "--out", str(first)]) == 0  # a baseline alone: scores, no tables
+    assert "summary" not in json.loads(first.read_text())
+    assert main([*model["dimo"], *model["ablation"], *common, "--out", str(second)]) == 0
+    merged = tmp_path / "merged.json"
+    assert main(["--merge", str(first), "--merge", str(second), "--out", str(merged)]) == 0
+    expected, result = json.loads(together.read_text()), json.loads(merged.read_text())
+    assert result["settings"]["reference"] == "dimo"
+    for part in ("summary", "effects", "pose3d", "locator_floor"):
+        assert flat(result[part]) == pytest.approx(flat(expected[part]), nan_ok=True), part
+    assert result["bar"] == expected["bar"]
+    assert main(["--merge", str(first), "--merge", str(first), "--out", str(merged)]) == 2  # a model twice
+    other = tmp_path / "other.json"
+    assert main([*model["pose2d"], *common[:-1], "4", "--out", str(other)]) == 0  # another seed
+    assert main(["--merge", str(other), "--merge", str(second), "--out", str(merged)]) == 2
+    assert main(["--merge", str(first), *model["dimo"]]) == 2  # scoring and merging at once

@@ -18,7 +18,9 @@ its noisy joints; pose2d has none).
 
 `python -m training.compare_character --model dimo=PATH --model pose2d=PATH --model noisy3d=PATH [--model NAME=PATH
 ...] --test data/test_clips --out runs/compare.json --sheet docs/images/benchmark_character.png --videos docs/videos`
-prints the tables (markdown) and writes the rows, intervals and effects as JSON.
+prints the tables (markdown) and writes the rows, intervals and effects as JSON. Models can be scored in separate runs
+(processes side by side, or sessions; a run of baselines alone writes scores only) and reported together:
+`python -m training.compare_character --merge runs/a.json --merge runs/b.json --out runs/compare.json`.
 """
 
 from __future__ import annotations
@@ -377,10 +379,10 @@ def write_examples(examples: list, sheet: Path | None, videos: Path | None, fps:
     return written
 
 
-def roles(models: dict, reference: str | None) -> tuple[str, str | None, str | None, list[str]]:
-    """(DiMo, the 2D-pose baseline, the noisy-3D baseline, the ablations) among the models, by their motion_signal:
-    the reference is the first DiMo model unless named; every other DiMo model is an ablation of it."""
-    signals = {name: pipe.config.motion_signal for name, pipe in models.items()}
+def roles(signals: dict[str, str], reference: str | None) -> tuple[str, str | None, str | None, list[str]]:
+    """(DiMo, the 2D-pose baseline, the noisy-3D baseline, the ablations) among the models, by their motion_signal
+    (`signals`: name -> signal): the reference is the first DiMo model unless named; every other DiMo model is an
+    ablation of it."""
     dimo_models = [name for name, signal in signals.items() if signal == "dimo"]
     reference = reference or (dimo_models[0] if dimo_models else None)
     if reference not in dimo_models:
@@ -389,6 +391,63 @@ def roles(models: dict, reference: str | None) -> tuple[str, str | None, str | N
                          f"--model whose motion_signal is dimo.")
     first = {signal: next((n for n, s in signals.items() if s == signal), None) for signal in ("pose2d", "noisy3d")}
     return reference, first["pose2d"], first["noisy3d"], [n for n in dimo_models if n != reference]
+
+
+# What must agree for scores from separate runs to be merged into one report.
+MERGE_KEYS = ("test", "clips", "steps", "seed", "locator")
+
+
+def merge_scores(paths: list[Path]) -> dict:
+    """The scores of earlier runs (their --out JSONs) as one: their settings must agree on MERGE_KEYS and their model
+    names must differ. -> {"settings", "rows", "pose3d_rows", "locator_floor_rows"}, the first run's floor rows (the
+    locator on the same ground truth). Lets each model be scored in its own process, or session, and reported once."""
+    merged = {"settings": None, "rows": [], "pose3d_rows": [], "locator_floor_rows": None}
+    for path in paths:
+        try:
+            run = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"--merge {path}: not a compare_character JSON ({error}).") from None
+        if "locator_floor_rows" not in run:
+            raise InputError(f"--merge {path}: it has no per-target scores to merge (written by an older version, or "
+                             f"not by compare_character); score its models again.")
+        settings = run["settings"]
+        if merged["settings"] is None:
+            merged["settings"] = {**settings, "models": dict(settings["models"])}
+            merged["locator_floor_rows"] = run["locator_floor_rows"]
+        else:
+            differing = [key for key in MERGE_KEYS if settings.get(key) != merged["settings"].get(key)]
+            if differing:
+                raise InputError(f"--merge {path}: scored with other settings ({', '.join(differing)}) than "
+                                 f"{paths[0]}; merge only runs on the same test clips, steps, seed and locator.")
+            twice = sorted(set(settings["models"]) & set(merged["settings"]["models"]))
+            if twice:
+                raise InputError(f"--merge {path}: model {', '.join(twice)} is scored in two runs; give each once.")
+            merged["settings"]["models"].update(settings["models"])
+        merged["rows"] += run["rows"]
+        merged["pose3d_rows"] += run["pose3d_rows"]
+    return merged
+
+
+def report(scores: dict, reference: str | None, seed: int = 0) -> tuple[list[str], dict]:
+    """The tables and the bar (markdown lines) and the JSON's figures from `scores` ({"settings": with "models": name
+    -> {"motion_signal"}, "rows", "pose3d_rows", "locator_floor_rows"}), for a fresh run and a merged one alike."""
+    signals = {name: model["motion_signal"] for name, model in scores["settings"]["models"].items()}
+    reference, pose2d, noisy3d, ablations = roles(signals, reference)
+    rows, methods = scores["rows"], list(signals)
+    summary = summarise(rows, methods, seed)
+    floor = {group: list(bootstrap_interval(clip_means(scores["locator_floor_rows"], None, group,
+                                                       "joint_error_px").values(), seed=seed)) for group in GROUPS}
+    pose = pose3d_summary(scores["pose3d_rows"], seed)
+    effects = {method: {group: {metric: paired_effect(rows, method, reference, group, metric, seed)
+                                for metric in METRICS} for group in GROUPS}
+               for method in methods if method != reference}
+    bar = bar_check(summary, reference, pose2d, noisy3d)
+    lines = [markdown_table(summary, [n for n in (reference, pose2d, noisy3d) if n], floor), "",
+             ablation_table(rows, summary, reference, ablations, seed) if ablations else "", "",
+             pose3d_table(pose), "", *bar]
+    settings = {**scores["settings"], "reference": reference}
+    return lines, {"settings": settings, "summary": summary, "effects": effects, "pose3d": pose,
+                   "locator_floor": floor, "bar": bar}
 
 
 def parse_models(items: list[str]) -> dict[str, Path]:
@@ -407,8 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     from dimo_engine.pipelines import DiMoCharacterPipeline, load_pipeline
 
     parser = argparse.ArgumentParser(prog="python -m training.compare_character", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH",
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                         help="a DiMoCharacterPipeline folder (DiMo, an ablation or a baseline); repeat")
+    parser.add_argument("--merge", action="append", type=Path, default=[], metavar="JSON",
+                        help="report from the scores of earlier runs (their --out) instead of scoring models; repeat")
     parser.add_argument("--reference", default=None, help="the DiMo model the bar and the ablations compare with")
     parser.add_argument("--test", default="data/test_clips", help="test clips rendered with --layout benchmark")
     parser.add_argument("--out", type=Path, default=Path("runs/compare.json"))
@@ -425,6 +486,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
+        if bool(args.model) == bool(args.merge):
+            raise InputError("give the models to score (--model NAME=PATH, repeated) or earlier runs' scores to "
+                             "report together (--merge JSON, repeated), not both and not neither.")
+        if args.merge:
+            scores = merge_scores(args.merge)
+            lines, figures = report(scores, args.reference, scores["settings"]["seed"])
+            print("\n".join(lines))
+            write_json_atomic(args.out, {**figures, **{key: scores[key] for key in
+                                                        ("rows", "pose3d_rows", "locator_floor_rows")},
+                                         "merged": [str(path) for path in args.merge]}, default=float)
+            return 0
         paths = parse_models(args.model)
         models = {}
         for name, path in paths.items():
@@ -434,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
                                  f"compare Wan-path models with `dimo bench-views`.")
             pipe.set_progress_bar_config(disable=True)
             models[name] = pipe
-        reference, pose2d, noisy3d, ablations = roles(models, args.reference)
+        signals = {name: pipe.config.motion_signal for name, pipe in models.items()}
+        scored_alone = "dimo" not in signals.values() and not args.reference  # baselines only: scores to merge
+        reference, pose2d, noisy3d, _ = (None, None, None, []) if scored_alone else roles(signals, args.reference)
         shown = args.show or [n for n in (reference, pose2d, noisy3d) if n]
         unknown = sorted(set(shown) - set(models))
         if unknown:
@@ -445,28 +519,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}")
         return 2
     result = compare(models, clips, locator, args.steps, args.seed, args.examples, shown)
-    methods = list(models)
-    summary = summarise(result["rows"], methods, args.seed)
-    floor = {group: list(bootstrap_interval(clip_means(result["locator_floor"], None, group, "joint_error_px").values(),
-                                            seed=args.seed)) for group in GROUPS}
-    pose = pose3d_summary(result["pose3d"], args.seed)
-    effects = {method: {group: {metric: paired_effect(result["rows"], method, reference, group, metric, args.seed)
-                                for metric in METRICS} for group in GROUPS}
-               for method in methods if method != reference}
-    bar = bar_check(summary, reference, pose2d, noisy3d)
-    report = [markdown_table(summary, [n for n in (reference, pose2d, noisy3d) if n], floor), "",
-              ablation_table(result["rows"], summary, reference, ablations, args.seed) if ablations else "", "",
-              pose3d_table(pose), "", *bar]
-    print("\n".join(report))
+    settings = {"test": str(args.test), "clips": len(clips), "steps": args.steps, "seed": args.seed,
+                "locator": str(args.locator),
+                "models": {n: {"path": str(p), "motion_signal": signals[n]} for n, p in paths.items()}}
+    scores = {"settings": settings, "rows": result["rows"], "pose3d_rows": result["pose3d"],
+              "locator_floor_rows": result["locator_floor"]}
     written = write_examples(result["examples"], args.sheet, args.videos, clips[0].fps)
-    write_json_atomic(args.out, {
-        "settings": {"test": str(args.test), "clips": len(clips), "steps": args.steps, "seed": args.seed,
-                     "locator": str(args.locator), "reference": reference,
-                     "models": {n: {"path": str(p), "motion_signal": models[n].config.motion_signal}
-                                for n, p in paths.items()}},
-        "summary": summary, "effects": effects, "pose3d": pose, "locator_floor": floor, "rows": result["rows"],
-        "pose3d_rows": result["pose3d"], "seconds": result["seconds"], "bar": bar, "written": [str(p) for p in written],
-    }, default=float)
+    figures = {}
+    if not scored_alone:
+        lines, figures = report(scores, reference, args.seed)
+        print("\n".join(lines))
+    else:
+        print(f"No DiMo model among these, so no tables: merge this run's scores ({args.out}) with a run that has one "
+              f"(--merge).")
+    write_json_atomic(args.out, {**figures, **scores, "settings": figures.get("settings", settings),
+                                 "seconds": result["seconds"], "written": [str(p) for p in written]}, default=float)
     return 0
 
 
