@@ -246,19 +246,29 @@ def test_a_perfect_layer_scores_perfectly_and_a_shifted_one_loses_iou():
     assert shifted["iou"] < 0.6 and shifted["plate_iou"] < 0.6 and shifted["motion_joint_error_px"] > 2.9
 
 
-@pytest.mark.slow
-def test_the_comparison_scores_dimo_and_both_baselines_per_target_and_writes_tables_sheet_and_videos(tmp_path):
+def write_comparison_inputs(tmp_path, clips: int, signals: dict[str, str]):
+    """A benchmark-layout test folder of `clips` clips, and an untrained character pipeline per name -> signal, each
+    in tmp_path / name. -> the test folder."""
     from tests.test_eval import write_benchmark_clip
-    from training.compare_character import main
 
     data = tmp_path / "bench"
     data.mkdir()
     (data / "dataset.json").write_text(json.dumps({"format": "dimo-clip-dataset", "version": 1, "layout": "benchmark"}))
-    for index in range(2):
+    for index in range(clips):
         write_benchmark_clip(data, index=index, seed=index)
-    models = []
-    for name, signal in (("dimo", "dimo"), ("pose2d", "pose2d"), ("noisy3d", "noisy3d"), ("ablation", "dimo")):
+    for name, signal in signals.items():
         save_pipeline(create_character_pipeline(seed=1, body_proxy=True, motion_signal=signal), tmp_path / name)
+    return data
+
+
+@pytest.mark.slow
+def test_the_comparison_scores_dimo_and_both_baselines_per_target_and_writes_tables_sheet_and_videos(tmp_path):
+    from training.compare_character import main
+
+    data = write_comparison_inputs(tmp_path, 2, {"dimo": "dimo", "pose2d": "pose2d", "noisy3d": "noisy3d",
+                                                  "ablation": "dimo"})
+    models = []
+    for name in ("dimo", "pose2d", "noisy3d", "ablation"):
         models += ["--model", f"{name}={tmp_path / name}"]
     out = tmp_path / "compare.json"
     assert main([*models, "--test", str(data), "--out", str(out), "--steps", "1", "--threads", "1",
@@ -285,16 +295,9 @@ def flat(tree, prefix=""):
 
 @pytest.mark.slow
 def test_models_scored_in_separate_runs_merge_into_the_same_report_and_mismatched_runs_are_refused(tmp_path):
-    from tests.test_eval import write_benchmark_clip
     from training.compare_character import main
 
-    data = tmp_path / "bench"
-    data.mkdir()
-    (data / "dataset.json").write_text(json.dumps({"format": "dimo-clip-dataset", "version": 1, "layout": "benchmark"}))
-    for index in range(1):
-        write_benchmark_clip(data, index=index, seed=index)
-    for name, signal in (("dimo", "dimo"), ("pose2d", "pose2d"), ("ablation", "dimo")):
-        save_pipeline(create_character_pipeline(seed=1, body_proxy=True, motion_signal=signal), tmp_path / name)
+    data = write_comparison_inputs(tmp_path, 1, {"dimo": "dimo", "pose2d": "pose2d", "ablation": "dimo"})
     common = ["--test", str(data), "--steps", "1", "--threads", "1", "--seed", "3"]
     model = {name: ["--model", f"{name}={tmp_path / name}"] for name in ("dimo", "pose2d", "ablation")}
     together, first, second = (tmp_path / f"{name}.json" for name in ("together", "first", "second"))
