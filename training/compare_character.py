@@ -493,9 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             scores = merge_scores(args.merge)
             lines, figures = report(scores, args.reference, scores["settings"]["seed"])
             print("\n".join(lines))
-            write_json_atomic(args.out, {**figures, **{key: scores[key] for key in
-                                                        ("rows", "pose3d_rows", "locator_floor_rows")},
-                                         "merged": [str(path) for path in args.merge]}, default=float)
+            write_json_atomic(args.out, {**scores, **figures, "merged": [str(path) for path in args.merge]},
+                              default=float)
             return 0
         paths = parse_models(args.model)
         models = {}
@@ -532,8 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"No DiMo model among these, so no tables: merge this run's scores ({args.out}) with a run that has one "
               f"(--merge).")
-    write_json_atomic(args.out, {**figures, **scores, "settings": figures.get("settings", settings),
-                                 "seconds": result["seconds"], "written": [str(p) for p in written]}, default=float)
+    write_json_atomic(args.out, {**scores, **figures, "seconds": result["seconds"],
+                                 "written": [str(p) for p in written]}, default=float)
     return 0
 
 
