@@ -29,9 +29,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    shipped = Path(__file__).resolve().parents[1] / "dimo_engine" / "weights" / "default" / "model_index.json"
-    body_proxy = bool(json.loads(shipped.read_text()).get("body_proxy", False)) if shipped.is_file() else False
-    pipe = create_character_pipeline(seed=0, body_proxy=body_proxy)  # the shipped model's layout, random weights
+    shipped = Path(__file__).resolve().parents[1] / "dimo_engine" / "weights" / "default"
+    index, body = shipped / "model_index.json", shipped / "body_encoder" / "config.json"
+    body_proxy = bool(json.loads(index.read_text()).get("body_proxy", False)) if index.is_file() else False
+    geometry = json.loads(body.read_text()).get("geometry", "global") if body.is_file() else "global"
+    # the shipped model's layout, random weights
+    pipe = create_character_pipeline(seed=0, body_proxy=body_proxy, encoder_geometry=geometry)
     n, size = args.batch, int(pipe.config.crop_size)
     channels = pipe.generator.config.in_channels - 8
     noisy, reference = torch.randn(n, 4, size, size), torch.randn(n, 4, size, size)
@@ -65,7 +68,7 @@ def main() -> None:
         sample = timed(lambda: pipe.predict_clean(noisy[:1].expand(17, -1, -1, -1), timesteps[:1].expand(17),
                                                   reference[:1].expand(17, -1, -1, -1),
                                                   torch.zeros(17, channels, size, size)), args.repeats)
-    print(f"body proxy: {'yes' if body_proxy else 'no'}")
+    print(f"body proxy: {'yes' if body_proxy else 'no'}; body encoder geometry: {geometry}")
     print(f"training step, batch {n}, {args.threads} threads: bare generator {bare * 1000:.0f} ms, with the motion "
           f"branch {motion * 1000:.0f} ms, ratio {motion / bare:.3f}")
     print(f"sampling: one denoising step of a 17-frame window {sample * 1000:.0f} ms "

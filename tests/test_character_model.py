@@ -135,6 +135,70 @@ def test_smoothing_in_time_keeps_a_still_signal_and_calms_a_shaky_one():
     assert torch.equal(smooth_in_time(shaky[:2], 1.0), shaky[:2]) and torch.equal(smooth_in_time(shaky, 0), shaky)
 
 
+
+# ---- the integral geometry of the body encoder ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 12.0])
+def test_lifting_2d_joints_and_depths_gives_back_the_view_frame_pose_a_level_or_pitched_camera_saw(pitch_deg):
+    from dimo_engine.models.anchored_motion_encoder import TYPICAL_METRES_PER_CROP, lifted_anchors
+
+    body = standing_body(30.0)
+    pose = body - body[:1]  # (22, 3) root-relative, view frame (right, forward, up): a camera looking along +Y
+    pitch = math.radians(pitch_deg)  # the camera looks down by this much: its axes (right, down, forward)
+    down_axis = torch.tensor([0.0, -math.sin(pitch), -math.cos(pitch)])
+    forward_axis = torch.tensor([0.0, math.cos(pitch), -math.sin(pitch)])
+    metres_per_crop = 2.5
+    joints_2d = 0.5 + torch.stack([pose[:, 0], pose @ down_axis], -1) / metres_per_crop  # weak perspective, crop units
+    depth = 7.0 + pose @ forward_axis
+    lift = torch.tensor([[math.log(metres_per_crop / TYPICAL_METRES_PER_CROP), pitch]])
+    torch.testing.assert_close(lifted_anchors(joints_2d[None], depth[None], lift)[0], pose, atol=1e-5, rtol=0)
+
+
+def test_integral_decoder_reads_a_peaked_heatmap_as_its_cells_centre_and_the_depth_under_it():
+    from dimo_engine.models.anchored_motion_encoder import HEATMAP_SIZE, IntegralDecoder
+
+    decoder = IntegralDecoder((32, 64, 128, 192), num_tokens=22)
+    top = torch.zeros(1, 64, HEATMAP_SIZE, HEATMAP_SIZE)
+    top[0, 0, 3, 11] = 1.0  # row 3, column 11
+    with torch.no_grad():
+        decoder.heatmaps.weight.zero_(), decoder.heatmaps.bias.zero_(), decoder.depths.bias.zero_()
+        decoder.heatmaps.weight[:, 0] = 50.0  # every heatmap peaks at that cell
+        decoder.depths.weight.zero_()
+        decoder.depths.weight[:, 0] = 0.7
+    decoder.refine = torch.nn.Identity()
+    decoder.lateral = torch.nn.ModuleList([torch.nn.Identity(), torch.nn.Identity(), torch.nn.Conv2d(192, 64, 1)])
+    torch.nn.init.zeros_(decoder.lateral[-1].weight), torch.nn.init.zeros_(decoder.lateral[-1].bias)
+    joints_2d, depth = decoder([None, top, torch.zeros(1, 64, 8, 8), torch.zeros(1, 192, 4, 4)])
+    expected = torch.tensor([(11 + 0.5) / HEATMAP_SIZE, (3 + 0.5) / HEATMAP_SIZE])
+    torch.testing.assert_close(joints_2d[0], expected.expand(52, 2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(depth[0], torch.full((22,), 0.7), atol=1e-4, rtol=0)
+
+
+def test_an_integral_encoder_starts_at_its_lift_round_trips_through_a_folder_and_refuses_a_body_it_cannot_read(tmp_path):
+    from dimo_engine.models.anchored_motion_encoder import AnchoredMotionEncoder, lifted_anchors
+
+    torch.manual_seed(0)
+    encoder = AnchoredMotionEncoder(geometry="integral").eval()
+    crops, boxes = torch.rand(1, 2, 3, 64, 64), torch.rand(1, 2, 3)
+    with torch.no_grad():
+        out = encoder(crops, boxes)
+        # Untrained, the anchors are the lift of its own 2D joints (the residual starts at nothing) at the typical
+        # scale, level; and the 2D joints are expected cell centres, inside the crop.
+        depth = torch.zeros(2, 22)  # read the forward part apart: sideways and up come from the 2D joints alone
+        lifted = lifted_anchors(out["joints_2d"][0, :, :22], depth, torch.zeros(2, 2))
+    torch.testing.assert_close(out["anchors"][0, ..., [0, 2]], lifted[..., [0, 2]], atol=1e-5, rtol=0)
+    assert out["joints_2d"].min() > 0 and out["joints_2d"].max() < 1
+    encoder.save_pretrained(tmp_path / "body")
+    again = AnchoredMotionEncoder.from_pretrained(tmp_path / "body").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(crops, boxes)["anchors"], out["anchors"])
+    with pytest.raises(InputError, match="not one of"):
+        AnchoredMotionEncoder(geometry="heatmaps")
+    with pytest.raises(InputError, match="4 stages"):
+        AnchoredMotionEncoder(image_size=16, num_crops=2, num_tokens=1, channels=(32, 64), anchors=False,
+                              geometry="integral")
+
 # ---- pipeline ---------------------------------------------------------------------------------------------
 
 
@@ -554,3 +618,28 @@ def test_a_service_job_with_the_default_models_pipeline_returns_rgba_layer_frame
             assert layer.shape == (48, 64, 4)  # the camera's own size, with the person's alpha
     finally:
         runner.shutdown()
+
+
+@pytest.mark.slow
+def test_an_integral_encoder_stage_feeds_its_joint_stage_and_the_evaluation_and_a_mismatched_geometry_is_named(
+        clips, tmp_path):
+    from training.evaluate_character import with_encoders
+    from training.train_character import train_stage
+
+    integral = {"encoder_geometry": "integral"}
+    train_stage(_config(clips, tmp_path / "run", encoder_steps=2, **integral), "encoders")
+    checkpoint = tmp_path / "run" / "encoders_checkpoint.pt"
+    last = train_stage(_config(clips, tmp_path / "run", joint_steps=1, aux_end_step=1, **integral), "joint")
+    assert last["step"] == 1
+    trained = load_pipeline(tmp_path / "run" / "pipeline", device="cpu")
+    assert trained.body_encoder.config.geometry == "integral"
+    # The evaluation scores an encoder stage inside another model, building the geometry its weights need.
+    pipe = create_character_pipeline(seed=3)
+    with_encoders(pipe, str(checkpoint))
+    saved = torch.load(checkpoint, weights_only=False)["models"]["body_encoder"]
+    assert pipe.body_encoder.config.geometry == "integral"
+    for key, value in saved.items():
+        torch.testing.assert_close(pipe.body_encoder.state_dict()[key], value, msg=key)
+    with pytest.raises(InputError, match="encoder_geometry=integral"):
+        train_stage(_config(clips, tmp_path / "global", joint_steps=1, init_from=tmp_path / "run" / "pipeline",
+                            encoder_geometry="global"), "joint")

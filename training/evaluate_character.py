@@ -299,11 +299,28 @@ def write_sheet(rows, path: Path, frames=(0, 4, 8, 12, 16)) -> Path:
     return path
 
 
+def with_encoders(pipe, checkpoint: str) -> None:
+    """Put an encoder stage's encoders (`checkpoint`) into `pipe`, the body encoder built with the geometry its weights
+    were trained with (an integral decoder's weights say "integral")."""
+    from dimo_engine.models.anchored_motion_encoder import AnchoredMotionEncoder
+    from training.train_character import retrained_encoders
+
+    weights = retrained_encoders(checkpoint)
+    geometry = AnchoredMotionEncoder.geometry_of(weights["body_encoder"])
+    body = AnchoredMotionEncoder.from_config({**pipe.body_encoder.config, "geometry": geometry})
+    body.load_state_dict(weights["body_encoder"])
+    pipe.hand_encoder.load_state_dict(weights["hand_encoder"])
+    pipe.register_modules(body_encoder=body.eval())
+
+
 def main(argv: list[str] | None = None) -> int:
     from dimo_engine.pipelines import load_pipeline
 
     parser = argparse.ArgumentParser(prog="python -m training.evaluate_character", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped default model)")
+    parser.add_argument("--encoders", default=None, metavar="CHECKPOINT",
+                        help="an encoder stage's checkpoint whose encoders replace the model's (score them before the "
+                             "generator learns them: --encoder-only or --proxy-only)")
     parser.add_argument("--test", default="data/test_clips", help="test clips rendered with --layout benchmark")
     parser.add_argument("--train-cache", default="data/clips/train_character_cache.pt", help="for the mean pose")
     parser.add_argument("--steps", type=int, default=None)
@@ -320,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     pipe = load_pipeline(resolve_model_path(Path(args.model) if args.model else None), device="cpu")
     pipe.set_progress_bar_config(disable=True)
+    if args.encoders:
+        with_encoders(pipe, args.encoders)
     if args.proxy_only:
         report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips)}
         print(json.dumps(report, indent=1))

@@ -76,6 +76,9 @@ class CharacterTrainConfig:
     # true 3D joints with `training.baselines.noisy_reconstruction`'s noise, projected by the target camera
     motion_signal: Literal[MOTION_SIGNALS] = "dimo"
     # stage "encoders"
+    # how the body encoder reads the body's geometry (`AnchoredMotionEncoder`): "global" regression, or "integral"
+    # (2D joints from heatmaps, anchors lifted from them); a later stage must name the same as the one it continues
+    encoder_geometry: Literal["global", "integral"] = "global"
     encoder_steps: Positive = 2000
     encoder_batch: Positive = 64
     encoder_lr: NonNegative = 1e-3
@@ -327,7 +330,12 @@ def _save_checkpoint(path: Path, pipe, optimizer, step: int, log: list) -> None:
 
 def _load_models(pipe, state: dict) -> None:
     for name, weights in state["models"].items():
-        getattr(pipe, name).load_state_dict(weights)
+        module = getattr(pipe, name)
+        if name == "body_encoder" and module.geometry_of(weights) != module.config.geometry:
+            raise InputError(f"The body encoder's weights were trained with encoder_geometry="
+                             f"{module.geometry_of(weights)}, but this run builds {module.config.geometry}; set "
+                             f"encoder_geometry={module.geometry_of(weights)} to continue them.")
+        module.load_state_dict(weights)
 
 
 def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
@@ -345,7 +353,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     cache = build_character_cache(config.dataset, "train")
     examples = CharacterExamples(cache, ratios)
     pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy,
-                                     motion_signal=config.motion_signal)
+                                     motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
     checkpoint = _checkpoint_path(config, stage)
     if stage == "appearance":
         joint = _checkpoint_path(config, "joint")

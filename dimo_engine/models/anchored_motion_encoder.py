@@ -10,6 +10,14 @@ The hand encoder reads the two hand crops and gives one token per hand, anchored
 
 Auxiliary heads (training only, annealed to zero): SMPL-H joint rotations (6D) and 2D joints in the crop (the latter
 also place the hand crops at inference).
+
+Two ways to read the body's geometry (`geometry`): "global", every number regressed from one flattened feature
+vector (the first default model's); and "integral", where a small top-down decoder gives each joint a heatmap and a
+depth map at 16 x 16, the 2D joints are the heatmaps' expected positions (soft-argmax, as in integral pose
+regression) and the anchors are lifted from them: sideways and up from the 2D offsets times a metres-per-crop scale,
+forward from the depth maps, turned by the camera's pitch; a zero-started residual adds what that misses. A joint's
+place in the image is then read where it is, not memorised from the whole crop, so it carries over to poses the
+training clips never held.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ UP = (0.0, 0.0, 1.0)
 # Joints that move with the body as a whole (no arms): swinging arms would pull the fit's scale and centre.
 TRUNK = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15)
 TYPICAL_ROOT = (0.0, 5.9, 0.96)  # mean of the training renders' driving roots (view frame)
+GEOMETRIES = ("global", "integral")
+HEATMAP_SIZE = 16  # the integral decoder's resolution (a 64 px crop: 4 px a cell; soft-argmax is finer than a cell)
+TYPICAL_METRES_PER_CROP = 2.0  # a standing body fills ~0.85 of its square crop: ~1.7 m over the crop's side
 
 
 def _conv_block(channels_in: int, channels_out: int) -> nn.Sequential:
@@ -57,6 +68,8 @@ class AnchoredMotionEncoder(ModelMixin, ConfigMixin):
             read by the body heads so the root's place can be estimated.
         aux_joints: rotations the pose head predicts per crop (body 22: root tilt + 21 joints; hands 15 fingers).
         anchors: whether tokens carry anchors (body); hand tokens take their wrist's anchor instead.
+        geometry: "global" (the anchors and 2D joints regressed from the flattened features) or "integral" (2D
+            joints from heatmaps, anchors lifted from them with per-joint depth maps; body only, 4 stages).
 
     `forward(images, box_features=None)`: images `(B, F, C, H, W)` or `(B, F, N, C, H, W)` in [0, 1] ->
     dict with "features" `(B, F, N*K, feature_dim)` and, for the body, "anchors" `(B, F, K, 3)` (view frame,
@@ -77,8 +90,14 @@ class AnchoredMotionEncoder(ModelMixin, ConfigMixin):
         box_features: int = 3,
         aux_joints: int = 22,
         anchors: bool = True,
+        geometry: str = "global",
     ):
         super().__init__()
+        if geometry not in GEOMETRIES:
+            raise InputError(f"geometry {geometry!r} is not one of {', '.join(GEOMETRIES)}.")
+        if geometry == "integral" and (not anchors or len(channels) != 4 or image_size // 4 != HEATMAP_SIZE):
+            raise InputError(f"geometry 'integral' reads a body crop of {HEATMAP_SIZE * 4} px through 4 stages; this "
+                             f"encoder has anchors={anchors}, {len(channels)} stages, {image_size} px.")
         stages, width = [], in_channels
         for channels_out in channels:
             stages.append(_conv_block(width, channels_out))
@@ -96,7 +115,20 @@ class AnchoredMotionEncoder(ModelMixin, ConfigMixin):
             self.root_head = nn.Linear(hidden_dim, 3)
             with torch.no_grad():  # start at a typical place: on the optical axis, 6 m away, pelvis 0.96 m up
                 self.root_head.bias.copy_(torch.tensor(TYPICAL_ROOT))
-            self.joints_2d_head = nn.Linear(hidden_dim, NUM_JOINTS_2D * 2)
+            if geometry == "global":
+                self.joints_2d_head = nn.Linear(hidden_dim, NUM_JOINTS_2D * 2)
+            else:
+                self.decoder = IntegralDecoder(channels, num_tokens)
+                self.lift_head = nn.Linear(hidden_dim, 2)  # log metres per crop unit (about the typical), pitch
+                nn.init.zeros_(self.lift_head.weight)
+                nn.init.zeros_(self.lift_head.bias)
+                nn.init.zeros_(self.anchor_head.weight)  # the residual starts at nothing: the lift alone
+                nn.init.zeros_(self.anchor_head.bias)
+
+    @staticmethod
+    def geometry_of(state_dict: dict) -> str:
+        """The `geometry` a body encoder's weights were trained with: an integral decoder's weights say "integral"."""
+        return "integral" if any(key.startswith("decoder.") for key in state_dict) else "global"
 
     def forward(self, images: torch.Tensor, box_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -113,7 +145,11 @@ class AnchoredMotionEncoder(ModelMixin, ConfigMixin):
         if box_features is not None and cfg.box_features:
             extra = rearrange(box_features.to(pixels), "b f n c -> (b f n) c") if box_features.ndim == 4 else \
                 box_features.to(pixels).reshape(-1, 1, cfg.box_features).expand(-1, cfg.num_crops, -1).reshape(-1, cfg.box_features)
-        hidden = self.trunk(torch.cat([self.backbone(pixels * 2.0 - 1.0).flatten(1), extra], dim=1))  # (BFN, hidden)
+        maps, feature = [], pixels * 2.0 - 1.0
+        for stage in self.backbone:
+            feature = stage(feature)
+            maps.append(feature)
+        hidden = self.trunk(torch.cat([feature.flatten(1), extra], dim=1))  # (BFN, hidden)
 
         def per_frame(x, pattern="(b f n) (k c) -> b f (n k) c", **sizes):
             return rearrange(x, pattern, b=batch, f=frames, n=cfg.num_crops, **sizes)
@@ -122,10 +158,55 @@ class AnchoredMotionEncoder(ModelMixin, ConfigMixin):
                "pose_6d": per_frame(self.pose_head(hidden), "(b f n) (j c) -> b f n j c", c=6) + IDENTITY_6D.to(hidden)}
         if cfg.anchors:
             anchors = per_frame(self.anchor_head(hidden), c=3)
+            if cfg.geometry == "global":
+                out["joints_2d"] = per_frame(self.joints_2d_head(hidden), c=2) + 0.5
+            else:
+                joints_2d, depth = self.decoder(maps)  # (BF, 52, 2) crop units, (BF, 22) metres
+                lift = lifted_anchors(joints_2d[:, :cfg.num_tokens], depth, self.lift_head(hidden))  # (BF, 22, 3)
+                anchors = anchors + rearrange(lift, "(b f) k c -> b f k c", b=batch)
+                out["joints_2d"] = rearrange(joints_2d, "(b f) k c -> b f k c", b=batch)
             out["anchors"] = anchors - anchors[:, :, :1]  # root-relative by construction: the pelvis is the origin
             out["root"] = rearrange(self.root_head(hidden), "(b f) c -> b f c", b=batch)
-            out["joints_2d"] = per_frame(self.joints_2d_head(hidden), c=2) + 0.5
         return out
+
+
+class IntegralDecoder(nn.Module):
+    """Top-down decoder of the body encoder's stage maps to per-joint heatmaps and depth maps at `HEATMAP_SIZE`: the
+    2D joints `(N, 52, 2)` (crop units) are each heatmap's expected cell centre, and each body joint's depth `(N, 22)`
+    (metres, relative) its depth map averaged under its heatmap (integral regression)."""
+
+    def __init__(self, channels: tuple, num_tokens: int, width: int = 64):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels[1:])  # 16, 8 and 4 cells
+        self.refine = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU(),
+                                    nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU())
+        self.heatmaps = nn.Conv2d(width, NUM_JOINTS_2D, 1)
+        self.depths = nn.Conv2d(width, num_tokens, 1)
+        centres = (torch.arange(HEATMAP_SIZE, dtype=torch.float32) + 0.5) / HEATMAP_SIZE
+        grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1).reshape(-1, 2)  # (cells, 2) x, y
+        self.register_buffer("grid", grid, persistent=False)
+
+    def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        top = self.lateral[-1](maps[-1])
+        for lateral, feature in zip(reversed(self.lateral[:-1]), reversed(maps[1:-1])):
+            top = lateral(feature) + F.interpolate(top, size=feature.shape[-2:], mode="nearest")
+        top = self.refine(top)  # (N, width, 16, 16)
+        weights = self.heatmaps(top).flatten(2).softmax(-1)  # (N, 52, cells)
+        joints_2d = weights @ self.grid.to(weights)  # (N, 52, 2)
+        depth = (weights[:, : self.depths.out_channels] * self.depths(top).flatten(2)).sum(-1)  # (N, 22)
+        return joints_2d, depth
+
+
+def lifted_anchors(joints_2d: torch.Tensor, depth: torch.Tensor, lift: torch.Tensor) -> torch.Tensor:
+    """Root-relative view-frame anchors `(N, K, 3)` lifted from 2D joints `(N, K, 2)` (crop units, y down) and depths
+    `(N, K)` (metres along the optical axis) by `lift` `(N, 2)`: the log of the metres a crop unit spans (about
+    `TYPICAL_METRES_PER_CROP`) and the camera's pitch (radians, looking down). Camera axes (right, down, forward)
+    turned by the pitch into the gravity-aligned view frame (right, forward, up)."""
+    metres = TYPICAL_METRES_PER_CROP * lift[:, :1, None].exp()  # (N, 1, 1)
+    right, down = (metres * (joints_2d - joints_2d[:, :1])).unbind(-1)
+    ahead = depth - depth[:, :1]
+    cos, sin = torch.cos(lift[:, 1:]), torch.sin(lift[:, 1:])
+    return torch.stack([right, cos * ahead - sin * down, -cos * down - sin * ahead], dim=-1)
 
 
 # ---- view frame <-> character frame ---------------------------------------------------------------------------

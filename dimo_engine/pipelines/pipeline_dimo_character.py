@@ -491,14 +491,16 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
 
 def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: int = 64,
                               generator_channels=(32, 64, 96, 128), appearance: bool = False,
-                              body_proxy: bool = False, motion_signal: str = "dimo") -> DiMoCharacterPipeline:
+                              body_proxy: bool = False, motion_signal: str = "dimo",
+                              encoder_geometry: str = "global") -> DiMoCharacterPipeline:
     """A fresh, untrained default-model pipeline (deterministic from `seed`); `appearance`: its generator also reads
     the reference's colours splatted at the target (`reference_colours`); `body_proxy`: and the body proxy's
     coverage (`character_layer.body_proxy`); `motion_signal` (`MOTION_SIGNALS`): a baseline gets a learned token
-    embedding, made after the generator, so its generator starts from the same weights as DiMo's."""
+    embedding, made after the generator, so its generator starts from the same weights as DiMo's; `encoder_geometry`: how
+    the body encoder reads the body's geometry (`AnchoredMotionEncoder`'s `geometry`)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        body = AnchoredMotionEncoder(image_size=64, feature_dim=feature_dim)
+        body = AnchoredMotionEncoder(image_size=64, feature_dim=feature_dim, geometry=encoder_geometry)
         hands = AnchoredMotionEncoder(image_size=HAND_CROP, num_crops=2, num_tokens=1, feature_dim=feature_dim,
                                       channels=(32, 64), hidden_dim=128, box_features=0, aux_joints=15, anchors=False)
         generator = UNet2DModel(
