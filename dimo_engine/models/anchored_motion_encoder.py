@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
+from kornia.geometry.subpix import spatial_expectation2d
 from torch import nn
 
 from dimo_engine.errors import InputError
@@ -182,18 +183,17 @@ class IntegralDecoder(nn.Module):
                                     nn.Conv2d(width, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU())
         self.heatmaps = nn.Conv2d(width, NUM_JOINTS_2D, 1)
         self.depths = nn.Conv2d(width, num_tokens, 1)
-        centres = (torch.arange(HEATMAP_SIZE, dtype=torch.float32) + 0.5) / HEATMAP_SIZE
-        grid = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), dim=-1).reshape(-1, 2)  # (cells, 2) x, y
-        self.register_buffer("grid", grid, persistent=False)
 
     def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         top = self.lateral[-1](maps[-1])
         for lateral, feature in zip(reversed(self.lateral[:-1]), reversed(maps[1:-1])):
             top = lateral(feature) + F.interpolate(top, size=feature.shape[-2:], mode="nearest")
         top = self.refine(top)  # (N, width, 16, 16)
-        weights = self.heatmaps(top).flatten(2).softmax(-1)  # (N, 52, cells)
-        joints_2d = weights @ self.grid.to(weights)  # (N, 52, 2)
-        depth = (weights[:, : self.depths.out_channels] * self.depths(top).flatten(2)).sum(-1)  # (N, 22)
+        logits = self.heatmaps(top)
+        weights = logits.flatten(2).softmax(-1).view_as(logits)  # (N, 52, 16, 16)
+        # cell-index coordinates; +0.5 puts them at cell centres, over the side gives crop units
+        joints_2d = (spatial_expectation2d(weights, normalized_coordinates=False) + 0.5) / top.shape[-1]  # (N, 52, 2)
+        depth = (weights[:, : self.depths.out_channels] * self.depths(top)).sum((-2, -1))  # (N, 22)
         return joints_2d, depth
 
 
