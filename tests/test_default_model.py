@@ -39,7 +39,8 @@ def test_shipped_folder_is_the_cli_default_complete_and_under_60_mb():
 
 def test_shipped_model_is_trained_not_random(shipped):
     assert isinstance(shipped, DiMoCharacterPipeline)
-    random = create_character_pipeline(seed=0, body_proxy=bool(shipped.config.body_proxy))
+    random = create_character_pipeline(seed=0, body_proxy=bool(shipped.config.body_proxy),
+                                       encoder_geometry=shipped.body_encoder.config.geometry)
     for name in ("body_encoder", "hand_encoder", "generator"):
         trained = torch.cat([p.flatten() for p in getattr(shipped, name).parameters()])
         fresh = torch.cat([p.flatten() for p in getattr(random, name).parameters()])

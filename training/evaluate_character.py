@@ -307,7 +307,10 @@ def with_encoders(pipe, checkpoint: str) -> None:
 
     weights = retrained_encoders(checkpoint)
     geometry = AnchoredMotionEncoder.geometry_of(weights["body_encoder"])
-    body = AnchoredMotionEncoder.from_config({**pipe.body_encoder.config, "geometry": geometry})
+    # the config's own fields only: a folder saved before `geometry` existed lists it in `_use_default_values`, which
+    # from_config would otherwise reset to the default
+    settings = {key: value for key, value in pipe.body_encoder.config.items() if not key.startswith("_")}
+    body = AnchoredMotionEncoder.from_config({**settings, "geometry": geometry})
     body.load_state_dict(weights["body_encoder"])
     pipe.hand_encoder.load_state_dict(weights["hand_encoder"])
     pipe.register_modules(body_encoder=body.eval())
@@ -327,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None, help="write a driving | truth | generated sheet here")
     parser.add_argument("--encoder-only", action="store_true")
     parser.add_argument("--max-clips", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (the figures in the docs), cuda, or auto")
     parser.add_argument("--motion-source", choices=MOTION_SOURCES, default="encoded",
                         help="replace the encoded anchors by the truth (error decomposition)")
     parser.add_argument("--proxy-only", action="store_true",
@@ -335,10 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     from dimo_engine.cli.model_args import resolve_model_path
 
     torch.set_num_threads(2)
-    pipe = load_pipeline(resolve_model_path(Path(args.model) if args.model else None), device="cpu")
+    pipe = load_pipeline(resolve_model_path(Path(args.model) if args.model else None), device=args.device)
     pipe.set_progress_bar_config(disable=True)
     if args.encoders:
         with_encoders(pipe, args.encoders)
+        pipe.to(pipe.generator.device)
     if args.proxy_only:
         report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips)}
         print(json.dumps(report, indent=1))
