@@ -143,12 +143,13 @@ def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, r
     """Soft capsules in a crop: segment ends `a`, `b` `(N, G, 2)` (crop pixels) and their radii `(N, G)` (crop
     pixels, 0: not drawn), the radius blended along each segment -> coverage `(N, 1, size, size)` in [0, 1]."""
     grid = torch.arange(size, dtype=a.dtype, device=a.device)
-    pixels = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).reshape(1, 1, -1, 2)  # (1, 1, S*S, 2)
-    along = b - a
-    t = (((pixels - a[:, :, None]) * along[:, :, None]).sum(-1) / along.pow(2).sum(-1, keepdim=True).clamp_min(1e-6))
-    t = t.clamp(0, 1)  # (N, G, S*S)
-    distance = (pixels - (a[:, :, None] + t[..., None] * along[:, :, None])).norm(dim=-1)
-    radius = radius_a[:, :, None] * (1 - t) + radius_b[:, :, None] * t
+    x, y = (c.reshape(1, 1, -1) for c in torch.meshgrid(grid, grid, indexing="xy"))  # (1, 1, S*S) each
+    # x and y apart rather than stacked (..., 2): the (N, G, S*S) temporaries are this function's whole cost
+    ax, ay = a[..., 0:1], a[..., 1:2]  # (N, G, 1)
+    dx, dy = b[..., 0:1] - ax, b[..., 1:2] - ay
+    t = (((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy).clamp_min(1e-6)).clamp(0, 1)  # (N, G, S*S)
+    distance = torch.hypot(x - ax - t * dx, y - ay - t * dy)
+    radius = radius_a[:, :, None] + (radius_b - radius_a)[:, :, None] * t
     coverage = torch.sigmoid((radius - distance) / PROXY_EDGE_PX) * (radius > 0)
     return coverage.amax(dim=1).reshape(-1, 1, size, size)
 

@@ -633,8 +633,9 @@ def test_an_integral_encoder_stage_feeds_its_joint_stage_and_the_evaluation_and_
     assert last["step"] == 1
     trained = load_pipeline(tmp_path / "run" / "pipeline", device="cpu")
     assert trained.body_encoder.config.geometry == "integral"
-    # The evaluation scores an encoder stage inside another model, building the geometry its weights need.
-    pipe = create_character_pipeline(seed=3)
+    # The evaluation scores an encoder stage inside another model (here one of the earlier, global layout), building
+    # the geometry its weights need.
+    pipe = create_character_pipeline(seed=3, encoder_geometry="global")
     with_encoders(pipe, str(checkpoint))
     saved = torch.load(checkpoint, weights_only=False)["models"]["body_encoder"]
     assert pipe.body_encoder.config.geometry == "integral"

@@ -48,6 +48,15 @@ def test_shipped_model_is_trained_not_random(shipped):
     assert shipped.keypoint_locator is not None and shipped.keypoint_locator.config.trained
 
 
+def test_the_recipes_config_builds_the_shipped_models_layout(shipped):
+    # docs/default_model.md's commands run with character-default.toml's settings: they must make this model's layout.
+    from training.train_character import CharacterTrainConfig
+
+    config = CharacterTrainConfig.load("character-default")
+    assert config.encoder_geometry == shipped.body_encoder.config.geometry
+    assert config.body_proxy == bool(shipped.config.body_proxy)
+
+
 @pytest.fixture(scope="module")
 def held_out_clip(tmp_path_factory):
     from dimo_engine.clips import ClipDataset

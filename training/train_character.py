@@ -78,7 +78,7 @@ class CharacterTrainConfig:
     # stage "encoders"
     # how the body encoder reads the body's geometry (`AnchoredMotionEncoder`): "global" regression, or "integral"
     # (2D joints from heatmaps, anchors lifted from them); a later stage must name the same as the one it continues
-    encoder_geometry: Literal["global", "integral"] = "global"
+    encoder_geometry: Literal["global", "integral"] = "integral"
     encoder_steps: Positive = 2000
     encoder_batch: Positive = 64
     encoder_lr: NonNegative = 1e-3

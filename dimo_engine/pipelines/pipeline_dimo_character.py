@@ -492,7 +492,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
 def create_character_pipeline(seed: int = 0, feature_dim: int = 16, crop_size: int = 64,
                               generator_channels=(32, 64, 96, 128), appearance: bool = False,
                               body_proxy: bool = False, motion_signal: str = "dimo",
-                              encoder_geometry: str = "global") -> DiMoCharacterPipeline:
+                              encoder_geometry: str = "integral") -> DiMoCharacterPipeline:
     """A fresh, untrained default-model pipeline (deterministic from `seed`); `appearance`: its generator also reads
     the reference's colours splatted at the target (`reference_colours`); `body_proxy`: and the body proxy's
     coverage (`character_layer.body_proxy`); `motion_signal` (`MOTION_SIGNALS`): a baseline gets a learned token
