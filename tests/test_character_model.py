@@ -135,7 +135,6 @@ def test_smoothing_in_time_keeps_a_still_signal_and_calms_a_shaky_one():
     assert torch.equal(smooth_in_time(shaky[:2], 1.0), shaky[:2]) and torch.equal(smooth_in_time(shaky, 0), shaky)
 
 
-
 # ---- the integral geometry of the body encoder ----------------------------------------------------------
 
 
@@ -198,6 +197,7 @@ def test_an_integral_encoder_starts_at_its_lift_round_trips_through_a_folder_and
     with pytest.raises(InputError, match="4 stages"):
         AnchoredMotionEncoder(image_size=16, num_crops=2, num_tokens=1, channels=(32, 64), anchors=False,
                               geometry="integral")
+
 
 # ---- pipeline ---------------------------------------------------------------------------------------------
 
