@@ -42,7 +42,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.character_layer import crop_boxes
 from dimo_engine.errors import InputError
-from dimo_engine.models.anchored_motion_encoder import turned_anchors
+from dimo_engine.models.anchored_motion_encoder import GEOMETRIES, turned_anchors
 from dimo_engine.pipelines.pipeline_dimo_character import (
     MOTION_SIGNALS,
     create_character_pipeline,
@@ -78,7 +78,7 @@ class CharacterTrainConfig:
     # stage "encoders"
     # how the body encoder reads the body's geometry (`AnchoredMotionEncoder`): "global" regression, or "integral"
     # (2D joints from heatmaps, anchors lifted from them); a later stage must name the same as the one it continues
-    encoder_geometry: Literal["global", "integral"] = "integral"
+    encoder_geometry: Literal[GEOMETRIES] = "integral"
     encoder_steps: Positive = 2000
     encoder_batch: Positive = 64
     encoder_lr: NonNegative = 1e-3
@@ -331,10 +331,10 @@ def _save_checkpoint(path: Path, pipe, optimizer, step: int, log: list) -> None:
 def _load_models(pipe, state: dict) -> None:
     for name, weights in state["models"].items():
         module = getattr(pipe, name)
-        if name == "body_encoder" and module.geometry_of(weights) != module.config.geometry:
-            raise InputError(f"The body encoder's weights were trained with encoder_geometry="
-                             f"{module.geometry_of(weights)}, but this run builds {module.config.geometry}; set "
-                             f"encoder_geometry={module.geometry_of(weights)} to continue them.")
+        trained_with = module.geometry_of(weights) if name == "body_encoder" else None
+        if trained_with is not None and trained_with != module.config.geometry:
+            raise InputError(f"The body encoder's weights were trained with encoder_geometry={trained_with}, but this "
+                             f"run builds {module.config.geometry}; set encoder_geometry={trained_with} to continue them.")
         module.load_state_dict(weights)
 
 
