@@ -324,6 +324,22 @@ def test_both_stages_train_resume_identically_and_export(clips, tmp_path):
     assert isinstance(load_pipeline(tmp_path / "full" / "pipeline", device="cpu"), DiMoCharacterPipeline)
 
 
+def test_a_run_trains_on_several_datasets_drawing_clips_from_each(clips, tmp_path):
+    from training.character_data import CharacterExamples, build_character_cache
+    from training.train_character import dataset_folders, train_stage
+
+    more = write_dataset(tmp_path / "more", num_clips=3, num_frames=5, size=64)
+    assert dataset_folders(_config(clips, tmp_path, dataset=f"{clips},{more}")) == [str(clips), str(more)]
+    examples = CharacterExamples([build_character_cache(folder, "train", progress=False) for folder in (clips, more)])
+    assert len(examples) == 5
+    drawn = {examples.choose(np.random.default_rng(seed)).clip for seed in range(40)}
+    assert drawn & {0, 1} and drawn & {2, 3, 4}  # both datasets' clips are drawn
+    last = train_stage(_config(clips, tmp_path / "run", dataset=f"{clips},{more}", encoder_steps=2), "encoders")
+    assert last["step"] == 2
+    with pytest.raises(InputError, match="no folder"):
+        dataset_folders(_config(clips, tmp_path, dataset=" , "))
+
+
 def test_joint_stage_needs_the_encoder_stage_and_configs_refuse_unknown_keys(clips, tmp_path):
     from training.train_character import CharacterTrainConfig, train_stage
 

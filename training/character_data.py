@@ -107,11 +107,12 @@ class FramePair:
 
 
 class CharacterExamples:
-    """Random single-frame examples from the cached clips; `batch(rng, size)` returns one training batch."""
+    """Random single-frame examples from the cached clips of one dataset's cache or several (a list of cache files);
+    `batch(rng, size)` returns one training batch."""
 
-    def __init__(self, cache_path, ratios: dict[str, float] | None = None):
-        data = torch.load(cache_path, map_location="cpu", weights_only=False)
-        self.clips = data["clips"]
+    def __init__(self, cache_paths, ratios: dict[str, float] | None = None):
+        paths = cache_paths if isinstance(cache_paths, (list, tuple)) else [cache_paths]
+        self.clips = [clip for path in paths for clip in torch.load(path, map_location="cpu", weights_only=False)["clips"]]
         ratios = ratios or {"same_view": 0.3, "cross_view": 0.5, "moving_camera": 0.2}
         weights = np.array([max(float(ratios.get(k, 0.0)), 0.0) for k in PAIR_KINDS])
         self.kind_probabilities = weights / weights.sum()

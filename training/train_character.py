@@ -66,7 +66,8 @@ TRAINED_MODULES = (*ENCODER_MODULES, "generator")
 class CharacterTrainConfig:
     """Every setting of `train_character`, typed and range-checked (pydantic); `load` reads a TOML config."""
 
-    dataset: str = "data/clips"
+    # a rendered clip dataset (dimo render-clips), or several: a TOML list, or folders joined by commas in --set
+    dataset: str | list[str] = "data/clips"
     output_dir: str = "runs/character"
     seed: int = 0
     threads: Positive = 2
@@ -145,6 +146,15 @@ class CharacterTrainConfig:
             problem = error.errors()[0]
             key = ".".join(str(part) for part in problem["loc"])
             raise InputError(f"{path}: setting {key}={problem.get('input')!r}: {validation_problem(error)}.") from None
+
+
+def dataset_folders(config: CharacterTrainConfig) -> list[str]:
+    """The clip dataset folders a run trains on (`dataset`: one folder, a list, or folders joined by commas)."""
+    folders = config.dataset if isinstance(config.dataset, list) else config.dataset.split(",")
+    folders = [folder.strip() for folder in folders if folder.strip()]
+    if not folders:
+        raise InputError("dataset names no folder; give a clip dataset folder (dimo render-clips --out), e.g. data/clips.")
+    return folders
 
 
 def pair_ratios(config: CharacterTrainConfig) -> dict[str, float]:
@@ -350,8 +360,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     torch.set_num_threads(config.threads)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache = build_character_cache(config.dataset, "train")
-    examples = CharacterExamples(cache, ratios)
+    examples = CharacterExamples([build_character_cache(folder, "train") for folder in dataset_folders(config)], ratios)
     pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy,
                                      motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
     checkpoint = _checkpoint_path(config, stage)
