@@ -102,6 +102,22 @@ def test_splat_peaks_at_the_point_and_smoothing_keeps_a_still_box():
     assert smooth_boxes(shaky)[:, 0].std() < shaky[:, 0].std()
 
 
+def test_splats_and_capsules_are_their_exact_formulas_with_no_denormal_tails():
+    from dimo_engine.character_layer import capsule_coverage
+
+    generator = torch.Generator().manual_seed(0)
+    points, values = torch.rand(2, 9, 2, generator=generator) * 64, torch.randn(2, 9, 5, generator=generator)
+    grid = torch.arange(64.0)
+    weights = torch.exp(-((grid[None, None, :, None] - points[..., 1, None, None]) ** 2
+                          + (grid[None, None, None, :] - points[..., 0, None, None]) ** 2) / (2 * 1.5 ** 2))  # (N, P, y, x)
+    maps = splat(points, values, 64, sigma=1.5)
+    assert torch.allclose(maps, torch.einsum("npyx,npc->ncyx", weights, values), atol=1e-6)
+    coverage = capsule_coverage(points[:, :4], points[:, 4:8], torch.full((2, 4), 3.0), torch.full((2, 4), 2.0), 64)
+    for soft in (maps, coverage):  # far from every point: exactly 0, never a denormal (a CPU slows tens of times)
+        nonzero = soft.abs()[soft != 0]
+        assert float(nonzero.min()) >= torch.finfo(torch.float32).tiny and float((soft == 0).float().mean()) > 0.3
+
+
 def test_body_proxy_covers_the_body_grows_as_the_camera_comes_closer_and_draws_nothing_behind_it():
     from dimo_engine.character_layer import body_proxy
     from dimo_engine.camera import project_points
