@@ -26,6 +26,22 @@ def timed(function, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def timed_pair(first, second, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of `first` and of `second`, called in turns (one warm-up each), and the median of the
+    second's time over the first's, call by call: a machine that speeds up or slows down during the run moves both
+    alike, where timing all of one and then all of the other would put the drift into their ratio."""
+    first(), second()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first()
+        middle = time.perf_counter()
+        second()
+        times.append((middle - start, time.perf_counter() - middle))
+    ones, twos = zip(*times)
+    return statistics.median(ones), statistics.median(twos), statistics.median(b / a for a, b in times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="tiny-cpu")
