@@ -155,10 +155,11 @@ def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, r
     t = (((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy).clamp_min(1e-6)).clamp(0, 1)  # (N, G, S*S)
     distance = torch.hypot(x - ax - t * dx, y - ay - t * dy)
     radius = radius_a[:, :, None] + (radius_b - radius_a)[:, :, None] * t
-    inside = (radius - distance) / PROXY_EDGE_PX
     floor = math.log(NEGLIGIBLE)  # sigmoid(floor) ~ NEGLIGIBLE: further out is exactly 0 (see `gaussian_profile`)
-    coverage = torch.sigmoid(inside.clamp_min(floor)) * ((radius > 0) & (inside > floor))
-    return coverage.amax(dim=1).reshape(-1, 1, size, size)
+    inside = ((radius - distance) / PROXY_EDGE_PX).masked_fill(radius <= 0, floor)
+    # the sigmoid rises, so the nearest capsule's edge decides: the max before the sigmoid, on (N, S*S) only
+    inside = inside.amax(dim=1).clamp_min(floor)
+    return (torch.sigmoid(inside) * (inside > floor)).reshape(-1, 1, size, size)
 
 
 def splat(points_uv: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
