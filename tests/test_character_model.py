@@ -390,6 +390,23 @@ def test_init_from_starts_the_joint_stage_from_a_pipeline_folder_without_the_enc
 
 
 @pytest.mark.slow
+def test_a_joint_stage_can_train_the_tokens_features_while_the_encoders_geometry_stays(clips, tmp_path):
+    from training.train_character import module_weights, train_stage
+
+    shipped = create_character_pipeline(seed=5)
+    save_pipeline(shipped, tmp_path / "shipped")
+    train_stage(_config(clips, tmp_path / "run", joint_steps=1, generator_lr=0, joint_encoder_lr=0,
+                        joint_feature_lr=1e-2, init_from=tmp_path / "shipped"), "joint")
+    trained = torch.load(tmp_path / "run" / "joint_checkpoint.pt", weights_only=False)["models"]
+    for name in ("body_encoder", "hand_encoder"):
+        for key, value in module_weights(shipped)[name].items():
+            if key.startswith("feature_head."):  # learned by the generation loss
+                assert not torch.allclose(trained[name][key], value), f"{name}.{key} did not train"
+            else:  # the geometry, the backbone included, as the folder had it
+                torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
+
+
+@pytest.mark.slow
 def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joint_stages_encoders(clips, tmp_path):
     from training.train_character import module_weights, train_stage
 

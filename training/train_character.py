@@ -90,6 +90,9 @@ class CharacterTrainConfig:
     joint_batch: Positive = 16
     generator_lr: NonNegative = 5e-4
     joint_encoder_lr: NonNegative = 1e-4
+    # the encoders' feature heads (the tokens' learned features, which only the generation loss shapes) at their own
+    # rate, the geometry (backbone, anchors, root) at joint_encoder_lr (`joint_parameter_groups`); unset: the same
+    joint_feature_lr: NonNegative | None = None
     aux_weight: NonNegative = 1.0
     aux_hold_steps: Count = 500
     aux_end_step: Count = 2000
@@ -382,9 +385,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
             parameters = [{"params": list(pipe.generator.parameters()) + list(pipe.token_embedding.parameters()),
                            "lr": config.generator_lr}]
         else:
-            parameters = [{"params": pipe.generator.parameters(), "lr": config.generator_lr},
-                          {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
-                           "lr": config.joint_encoder_lr}]
+            parameters = joint_parameter_groups(pipe, config)
         max_steps = config.joint_steps
         warn_if_never_annealed(config)
     else:
@@ -407,7 +408,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     augmentation = CropAugmentation(config.perspective)
     for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
         module.train()
-    if stage == "joint" and (baseline or (config.joint_encoder_lr == 0 and config.aux_weight == 0)):
+    if stage == "joint" and (baseline or (encoders_frozen(config) and config.aux_weight == 0)):
         for module in (pipe.body_encoder, pipe.hand_encoder):  # frozen (or unused): no backward pass through them
             module.requires_grad_(False)
 
@@ -459,6 +460,27 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     if stage in ("joint", "appearance") and step >= max_steps:
         export(pipe, out_dir / ("pipeline" if stage == "joint" else "appearance_pipeline"))
     return log[-1] if log else {}
+
+
+def joint_parameter_groups(pipe, config: CharacterTrainConfig) -> list[dict]:
+    """A DiMo joint stage's optimizer groups: the generator at `generator_lr`; the encoders' feature heads at
+    `joint_feature_lr` (unset: `joint_encoder_lr`), everything else in the encoders at `joint_encoder_lr`. The
+    features carry what only the generation loss teaches, while the geometry was taught by the encoder stage and,
+    once the supervision is annealed away, drifts off the joints when trained on fast ("Longer joint training" in
+    docs/default_model.md)."""
+    encoders = (pipe.body_encoder, pipe.hand_encoder)
+    features = [p for encoder in encoders for p in encoder.feature_head.parameters()]
+    chosen = {id(p) for p in features}
+    geometry = [p for encoder in encoders for p in encoder.parameters() if id(p) not in chosen]
+    feature_lr = config.joint_encoder_lr if config.joint_feature_lr is None else config.joint_feature_lr
+    return [{"params": list(pipe.generator.parameters()), "lr": config.generator_lr},
+            {"params": geometry, "lr": config.joint_encoder_lr},
+            {"params": features, "lr": feature_lr}]
+
+
+def encoders_frozen(config: CharacterTrainConfig) -> bool:
+    """Whether a joint stage leaves every encoder weight as it started (all its encoder learning rates 0)."""
+    return config.joint_encoder_lr == 0 and not config.joint_feature_lr
 
 
 def geometric_weight(step: int, config: CharacterTrainConfig, stage: str) -> float:
