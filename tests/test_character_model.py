@@ -599,6 +599,22 @@ def test_a_body_proxy_pipeline_reads_one_more_channel_keeps_it_through_a_folder_
     assert load_pipeline(tmp_path / "proxied", device="cpu").config.body_proxy is True
 
 
+def test_the_anchors_learn_through_the_splat_and_not_through_the_body_proxy():
+    proxied = create_character_pipeline(seed=1, body_proxy=True)
+    camera = orbit(2)
+    tokens = torch.cat([_tokens(2).body[0], _tokens(2).hands[0]], dim=1)
+    anchors = tokens[..., -3:].clone().requires_grad_(True)
+    K = torch.from_numpy(camera.K).float()
+    world_to_camera = torch.from_numpy(camera.world_to_camera).float()
+    boxes = proxied.motion_boxes(anchors.detach(), K, world_to_camera, (camera.height, camera.width))
+    maps = proxied.splat(anchors, tokens[..., :-3], K, world_to_camera, boxes)
+    assert float(maps[:, -1].max()) > 0.9  # the proxy is drawn ...
+    (none,) = torch.autograd.grad(maps[:, -1].sum(), anchors, retain_graph=True, allow_unused=True)
+    assert none is None or float(none.abs().sum()) == 0.0
+    (gradient,) = torch.autograd.grad(maps[:, :-1].pow(2).sum(), anchors)  # ... and the splat carries the gradient
+    assert float(gradient.abs().sum()) > 0
+
+
 def test_the_mirrored_reading_swaps_each_joint_with_its_twin_and_a_mirrored_crop_reads_as_the_mirrored_body(pipe):
     from dimo_engine.body.skeleton import SMPLH_JOINT_NAMES
     from dimo_engine.pipelines.pipeline_dimo_character import MIRROR_JOINTS_2D

@@ -339,7 +339,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
               image_size: tuple[int, int] | None = None) -> torch.Tensor:
         """What the generator reads of the motion in each target crop (training and sampling alike): token anchors
         `(N, K, 3)` and features `(N, K, D)`, cameras, boxes `(N, 4)` -> maps `(N, C, S, S)`: `splat_motion`, then the
-        body proxy's coverage when the model reads it. The "pose2d" signal draws its view-locked points in target
+        body proxy's coverage when the model reads it (no gradient flows back through the proxy). The "pose2d" signal draws its view-locked points in target
         frames of `image_size` (H, W) instead (`splat_view_locked`, `view_locked_proxy`: the same channels)."""
         size = int(self.config.crop_size)
         if self.config.motion_signal == "pose2d":
@@ -351,7 +351,10 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         maps = splat_motion(anchors, features, K, world_to_camera, boxes, size, float(self.config.splat_sigma), colours)
         if not self.config.body_proxy:
             return maps
-        return torch.cat([maps, body_proxy(anchors, K, world_to_camera, boxes, size) * 2 - 1], dim=1)
+        # The proxy is a drawing aid, not a path for the gradient: the anchors learn through the splat. Drawn without
+        # autograd it costs its forward pass alone (docs/default_model.md, "Cost of the motion branch").
+        proxy = body_proxy(anchors.detach(), K, world_to_camera, boxes, size)
+        return torch.cat([maps, proxy * 2 - 1], dim=1)
 
     def motion_maps(self, motion: MotionTokens, target_cameras, colours: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
