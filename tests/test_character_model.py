@@ -21,6 +21,7 @@ from dimo_engine.models.anchored_motion_encoder import (
 )
 from dimo_engine.pipelines import DiMoCharacterPipeline, create_character_pipeline, load_pipeline, save_pipeline
 from dimo_engine.pipelines.pipeline_dimo import MotionTokens
+from dimo_engine.pipelines.pipeline_dimo_character import token_anchors
 from tests.fixtures_clips import write_dataset
 
 
@@ -440,6 +441,17 @@ def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joi
     with pytest.raises(InputError, match="not a file"):
         train_stage(_config(clips, tmp_path / "other", joint_steps=1, init_from=tmp_path / "shipped",
                             init_encoders_from=tmp_path / "missing.pt"), "joint")
+
+
+def test_true_anchor_tokens_place_the_chosen_share_of_examples_at_their_true_joints():
+    from training.train_character import true_anchor_tokens
+
+    encoded, joints = torch.randn(400, 24, 3), torch.randn(400, 22, 3)
+    for ratio, share in ((0.0, 0.0), (1.0, 1.0), (0.5, 0.5)):
+        anchors = true_anchor_tokens(encoded, joints, ratio, torch.Generator().manual_seed(0))
+        true = (anchors == token_anchors(joints)).all(-1).all(-1)
+        assert torch.equal(anchors[~true], encoded[~true])  # the others keep their encoded anchors
+        assert float(true.float().mean()) == pytest.approx(share, abs=0.06)
 
 
 def test_a_mirrored_example_is_the_mirror_body_and_mirroring_twice_gives_it_back():

@@ -101,6 +101,10 @@ class CharacterTrainConfig:
     # aux_weight=0, the "no geometric supervision" ablation
     fresh_encoders: bool = False
     alpha_loss_weight: NonNegative = 2.0
+    # the share of a DiMo joint stage's examples whose tokens are placed at the true joints (the encoder's learned
+    # features kept): a generator trained on the encoded anchors alone learns to hedge where they are off and draws
+    # below a capsule body drawn from the same motion (`true_anchor_tokens`)
+    true_anchor_ratio: Ratio = 0.0
     # the generator also reads the body proxy (capsules around the anchors' bones, `character_layer.body_proxy`); a
     # generator from `init_from` without it is widened with zero weights, so it starts as it was
     body_proxy: bool = False
@@ -270,20 +274,32 @@ def noisy_joints(batch: dict, generator: torch.Generator) -> torch.Tensor:
                        ).float()
 
 
+def true_anchor_tokens(anchors: torch.Tensor, joints: torch.Tensor, ratio: float,
+                       generator: torch.Generator) -> torch.Tensor:
+    """Token anchors `(N, 24, 3)` with a `ratio` share of the examples (drawn from `generator`) placed at their true
+    joints `(N, 22, 3)` (character frame; the hand tokens at the true wrists). The generator learns from those to
+    draw the person where the anchors put it; the encoders still learn through the tokens' features."""
+    chosen = torch.rand(anchors.shape[0], generator=generator) < ratio
+    return torch.where(chosen[:, None, None], token_anchors(joints[:, :22].to(anchors)), anchors)
+
+
 def training_motion(pipe, batch: dict, signal: str, generator: torch.Generator,
-                    augmentation: CropAugmentation) -> dict:
+                    augmentation: CropAugmentation, true_anchor_ratio: float = 0.0) -> dict:
     """What a joint-stage step tells the generator of each example's motion: token points "anchors" `(N, 24, 3)` and
     their "features" `(N, 24, D)`; for DiMo also the encoder's outputs ("encoded") and the augmented crops' 2D joints
     ("joints_2d") that the geometric supervision reads.
 
     "dimo": the encoders on the augmented driving crop (`character_anchors`); "noisy3d": the true joints with
-    reconstruction noise (`noisy_joints`); "pose2d": the driving view's true 2D joints, view-locked. The baselines'
+    reconstruction noise (`noisy_joints`); "pose2d": the driving view's true 2D joints, view-locked. With
+    `true_anchor_ratio`, that share of DiMo's examples is placed at the true joints (`true_anchor_tokens`). The baselines'
     features are their learned per-token embedding; hand tokens sit at the wrists (`token_anchors`)."""
     if signal == "dimo":
         crops, joints_2d = augmentation(batch["driving_crop"], batch["driving_joints_2d"], generator)
         now = encode(pipe, dict(batch, driving_joints_2d=joints_2d), "driving_", crops)
         first = encode(pipe, batch, "first_", composite_over_background(batch["first_crop"]))
         anchors = token_anchors(character_anchors(now, first, batch["driving_joints"][:, 0]))  # (N, 24, 3)
+        if true_anchor_ratio > 0:
+            anchors = true_anchor_tokens(anchors, batch["driving_joints"], true_anchor_ratio, generator)
         return {"anchors": anchors, "features": now["features"][:, 0], "encoded": now, "joints_2d": joints_2d}
     points = noisy_joints(batch, generator) if signal == "noisy3d" else batch["driving_view_locked_joints"]
     anchors = token_anchors(points)  # (N, 24, 3)
@@ -292,7 +308,7 @@ def training_motion(pipe, batch: dict, signal: str, generator: torch.Generator,
 
 def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, generator: torch.Generator,
                augmentation: CropAugmentation) -> dict:
-    motion = training_motion(pipe, batch, config.motion_signal, generator, augmentation)
+    motion = training_motion(pipe, batch, config.motion_signal, generator, augmentation, config.true_anchor_ratio)
     anchors, features = motion["anchors"], motion["features"]  # (N, 24, 3), (N, 24, D)
     K, world_to_camera = batch["target_K"], batch["target_world_to_camera"]
     size = int(pipe.config.crop_size)
