@@ -143,20 +143,26 @@ def body_proxy(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Te
     return capsule_coverage(crop_uv[:, :count], crop_uv[:, count:], radius_px[:, :count], radius_px[:, count:], size)
 
 
+@torch.no_grad()
 def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
                      size: int) -> torch.Tensor:
     """Soft capsules in a crop: segment ends `a`, `b` `(N, G, 2)` (crop pixels) and their radii `(N, G)` (crop
-    pixels, 0: not drawn), the radius blended along each segment -> coverage `(N, 1, size, size)` in [0, 1]."""
+    pixels, 0: not drawn), the radius blended along each segment -> coverage `(N, 1, size, size)` in [0, 1]:
+    sigmoid((radius - distance to the segment) / `PROXY_EDGE_PX`) of the nearest capsule.
+
+    Drawn without autograd (the proxy is a drawing aid; the anchors learn through the splat), so the `(N, G, S*S)`
+    maps, this function's whole cost, are computed in place: three of them instead of a dozen."""
     grid = torch.arange(size, dtype=a.dtype, device=a.device)
     x, y = (c.reshape(1, 1, -1) for c in torch.meshgrid(grid, grid, indexing="xy"))  # (1, 1, S*S) each
-    # x and y apart rather than stacked (..., 2): the (N, G, S*S) temporaries are this function's whole cost
     ax, ay = a[..., 0:1], a[..., 1:2]  # (N, G, 1)
     dx, dy = b[..., 0:1] - ax, b[..., 1:2] - ay
-    t = (((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy).clamp_min(1e-6)).clamp(0, 1)  # (N, G, S*S)
-    distance = torch.hypot(x - ax - t * dx, y - ay - t * dy)
-    radius = radius_a[:, :, None] + (radius_b - radius_a)[:, :, None] * t
+    px, py = x - ax, y - ay  # from the segment's start (N, G, S*S)
+    t = (px * dx).addcmul_(py, dy).div_((dx * dx + dy * dy).clamp_min(1e-6)).clamp_(0, 1)  # along the segment
+    distance = px.addcmul_(t, dx, value=-1).hypot_(py.addcmul_(t, dy, value=-1))  # to the nearest point on it
+    radius = t.mul_((radius_b - radius_a)[:, :, None]).add_(radius_a[:, :, None])
+    not_drawn = radius <= 0
     floor = math.log(NEGLIGIBLE)  # sigmoid(floor) ~ NEGLIGIBLE: further out is exactly 0 (see `gaussian_profile`)
-    inside = ((radius - distance) / PROXY_EDGE_PX).masked_fill(radius <= 0, floor)
+    inside = radius.sub_(distance).div_(PROXY_EDGE_PX).masked_fill_(not_drawn, floor)
     # the sigmoid rises, so the nearest capsule's edge decides: the max before the sigmoid, on (N, S*S) only
     inside = inside.amax(dim=1).clamp_min(floor)
     return (torch.sigmoid(inside) * (inside > floor)).reshape(-1, 1, size, size)

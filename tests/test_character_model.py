@@ -104,7 +104,7 @@ def test_splat_peaks_at_the_point_and_smoothing_keeps_a_still_box():
 
 
 def test_splats_and_capsules_are_their_exact_formulas_with_no_denormal_tails():
-    from dimo_engine.character_layer import capsule_coverage
+    from dimo_engine.character_layer import PROXY_EDGE_PX, capsule_coverage
 
     generator = torch.Generator().manual_seed(0)
     points, values = torch.rand(2, 9, 2, generator=generator) * 64, torch.randn(2, 9, 5, generator=generator)
@@ -113,7 +113,17 @@ def test_splats_and_capsules_are_their_exact_formulas_with_no_denormal_tails():
                           + (grid[None, None, None, :] - points[..., 0, None, None]) ** 2) / (2 * 1.5 ** 2))  # (N, P, y, x)
     maps = splat(points, values, 64, sigma=1.5)
     assert torch.allclose(maps, torch.einsum("npyx,npc->ncyx", weights, values), atol=1e-6)
-    coverage = capsule_coverage(points[:, :4], points[:, 4:8], torch.full((2, 4), 3.0), torch.full((2, 4), 2.0), 64)
+    radius_a, radius_b = torch.full((2, 4), 3.0), torch.full((2, 4), 2.0)
+    radius_a[0, 0] = radius_b[0, 0] = 0.0  # not drawn
+    coverage = capsule_coverage(points[:, :4], points[:, 4:8], radius_a, radius_b, 64)
+    # the nearest capsule's soft edge, pixel by pixel: sigmoid((blended radius - distance to the segment) / edge)
+    pixel = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1)[None, None]  # (1, 1, y, x, 2)
+    start, end = points[:, :4, None, None], points[:, 4:8, None, None]  # (N, G, 1, 1, 2)
+    along = (((pixel - start) * (end - start)).sum(-1) / (end - start).pow(2).sum(-1)).clamp(0, 1)
+    distance = (pixel - start - along[..., None] * (end - start)).norm(dim=-1)
+    radius = radius_a[..., None, None] + (radius_b - radius_a)[..., None, None] * along
+    edge = torch.sigmoid((radius - distance) / PROXY_EDGE_PX).masked_fill(radius <= 0, 0.0).amax(1)
+    assert torch.allclose(coverage[:, 0], edge, atol=1e-6)
     for soft in (maps, coverage):  # far from every point: exactly 0, never a denormal (a CPU slows tens of times)
         nonzero = soft.abs()[soft != 0]
         assert float(nonzero.min()) >= torch.finfo(torch.float32).tiny and float((soft == 0).float().mean()) > 0.3
