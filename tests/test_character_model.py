@@ -418,6 +418,27 @@ def test_a_joint_stage_can_train_the_tokens_features_while_the_encoders_geometry
 
 
 @pytest.mark.slow
+def test_an_appearance_stage_continues_a_pipeline_folder_with_its_encoders_frozen(clips, tmp_path):
+    from training.train_character import module_weights, train_stage
+
+    shipped = create_character_pipeline(seed=5)
+    save_pipeline(shipped, tmp_path / "shipped")
+    with pytest.raises(InputError, match="run the 'joint' stage first, or set init_from"):
+        train_stage(_config(clips, tmp_path / "nothing", appearance_steps=1), "appearance")
+    train_stage(_config(clips, tmp_path / "run", appearance_steps=1, appearance_encoder_lr=0, true_anchor_ratio=1,
+                        init_from=tmp_path / "shipped"), "appearance")
+    trained = torch.load(tmp_path / "run" / "appearance_checkpoint.pt", weights_only=False)["models"]
+    for name in ("body_encoder", "hand_encoder"):  # frozen: as the folder had them
+        for key, value in module_weights(shipped)[name].items():
+            torch.testing.assert_close(trained[name][key], value, msg=f"{name}.{key}")
+    started = module_weights(shipped)["generator"]["conv_in.weight"]
+    conv_in = trained["generator"]["conv_in.weight"]
+    assert conv_in.shape[1] == started.shape[1] + 3  # widened by the reference's colours
+    assert not torch.allclose(conv_in[:, -3:], torch.zeros(())), "the colour channels did not train"
+    assert load_pipeline(tmp_path / "run" / "appearance_pipeline", device="cpu").reads_appearance
+
+
+@pytest.mark.slow
 def test_init_from_starts_the_encoder_stage_and_init_encoders_from_swaps_the_joint_stages_encoders(clips, tmp_path):
     from training.train_character import module_weights, train_stage
 

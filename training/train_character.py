@@ -384,15 +384,12 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                                      motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
     checkpoint = _checkpoint_path(config, stage)
     if stage == "appearance":
-        joint = _checkpoint_path(config, "joint")
         if not checkpoint.is_file():
-            if not joint.is_file():
-                raise InputError(f"{joint} is missing; run the 'joint' stage first.")
-            models = torch.load(joint, weights_only=False)["models"]
-            _load_models(pipe, {"models": {**models, "generator": widened_generator(models["generator"], pipe)}})
-        parameters = [{"params": pipe.generator.parameters(), "lr": config.appearance_lr},
-                      {"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
-                       "lr": config.appearance_encoder_lr}]
+            _load_models(pipe, {"models": appearance_start_weights(config, pipe)})
+        parameters = [{"params": pipe.generator.parameters(), "lr": config.appearance_lr}]
+        if config.appearance_encoder_lr > 0:
+            parameters.append({"params": list(pipe.body_encoder.parameters()) + list(pipe.hand_encoder.parameters()),
+                               "lr": config.appearance_encoder_lr})
         max_steps = config.appearance_steps
     elif stage == "joint":
         if not checkpoint.is_file():
@@ -424,7 +421,8 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     augmentation = CropAugmentation(config.perspective)
     for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
         module.train()
-    if stage == "joint" and (baseline or (encoders_frozen(config) and config.aux_weight == 0)):
+    if stage == "joint" and (baseline or (encoders_frozen(config) and config.aux_weight == 0)) or (
+            stage == "appearance" and config.appearance_encoder_lr == 0):
         for module in (pipe.body_encoder, pipe.hand_encoder):  # frozen (or unused): no backward pass through them
             module.requires_grad_(False)
 
@@ -543,6 +541,19 @@ def joint_start_weights(config: CharacterTrainConfig, pipe) -> dict[str, dict]:
         raise InputError(f"{encoders} is missing; run the 'encoders' stage first (or, for the no-geometric-supervision "
                          f"ablation, set fresh_encoders=true with aux_weight=0).")
     return {k: v for k, v in torch.load(encoders, weights_only=False)["models"].items() if k != "generator"}
+
+
+def appearance_start_weights(config: CharacterTrainConfig, pipe) -> dict[str, dict]:
+    """The weights a fresh appearance stage starts from: `init_from`'s modules (a pipeline folder, e.g. the shipped
+    default), else this run's joint-stage checkpoint; the generator widened with zero weights for the colour
+    channels, so the stage starts drawing exactly as its start did."""
+    if config.init_from:
+        return joint_start_weights(config, pipe)
+    joint = _checkpoint_path(config, "joint")
+    if not joint.is_file():
+        raise InputError(f"{joint} is missing; run the 'joint' stage first, or set init_from to a pipeline folder.")
+    models = torch.load(joint, weights_only=False)["models"]
+    return {**models, "generator": widened_generator(models["generator"], pipe)}
 
 
 def pipeline_weights(folder: str, motion_signal: str | None = None) -> dict[str, dict]:
