@@ -752,3 +752,17 @@ def test_an_integral_encoder_stage_feeds_its_joint_stage_and_the_evaluation_and_
     with pytest.raises(InputError, match="encoder_geometry=integral"):
         train_stage(_config(clips, tmp_path / "global", joint_steps=1, init_from=tmp_path / "run" / "pipeline",
                             encoder_geometry="global"), "joint")
+
+
+def test_the_colour_error_is_read_where_both_layers_hold_the_person_next_to_a_grey_figures():
+    from training.evaluate_character import person_colour_error
+
+    truth = np.zeros((2, 8, 8, 4), np.uint8)
+    truth[:, 2:6, 2:6] = (255, 0, 0, 255)  # a red person
+    generated = np.zeros((2, 8, 8, 4), np.float32)
+    generated[:, 2:6, 2:4] = (1.0, 0.0, 0.0, 1.0)  # half of it drawn red
+    generated[:, 2:6, 4:8] = (0.0, 0.0, 1.0, 1.0)  # the other half blue, spilling out of the person
+    colour, grey = person_colour_error(generated, truth)
+    assert colour == pytest.approx((0 * 8 + 2 / 3 * 8) / 16)  # the spill outside the true person is not read
+    assert grey == pytest.approx(0.5)
+    assert person_colour_error(np.zeros_like(generated), truth) == (pytest.approx(float("nan"), nan_ok=True),) * 2

@@ -5,8 +5,9 @@
   camera) against the mean-pose baseline, and its front/back confusion rate;
 - `layer_report`: the character layer through the same calls as `dimo generate` (`encode_driving` ->
   `reenact`), per target kind: silhouette IoU of the generated alpha against the rendered mask, 2D joint error of
-  the motion the layer is drawn from (its anchors projected by the target camera), and the alpha's frame-to-frame
-  flicker next to the ground truth's; plus a driving | ground truth | generated sheet;
+  the motion the layer is drawn from (its anchors projected by the target camera), the alpha's frame-to-frame
+  flicker next to the ground truth's, and the person's colour error where both put the person next to a flat grey
+  figure's (`person_colour_error`: does it draw the reference's look); plus a driving | ground truth | generated sheet;
 - `proxy_report`: the body proxy alone (capsules around the motion's bones, no generator) pasted into the frames,
   the same silhouette IoU: what a typical body drawn from the motion scores, from the true joints or the encoded
   motion, so the generator's own contribution and the motion's cost can be read apart.
@@ -51,6 +52,19 @@ def silhouette_iou(predicted_alpha: np.ndarray, true_alpha: np.ndarray) -> float
     """IoU of alpha > 0.5 masks over all frames `(F, H, W)` (floats in [0, 1])."""
     a, b = predicted_alpha > 0.5, true_alpha > 0.5
     return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def person_colour_error(generated: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """How far the drawn person's colours are from the true person's, where both put the person (alpha > 0.5):
+    mean absolute RGB difference in [0, 1] of a generated layer `(F, H, W, 4)` in [0, 1] against the render uint8
+    `(F, H, W, 4)`, and the same for a flat grey figure (0.5) on those pixels, the figure a generator that ignores
+    the reference's look hedges towards. (nan, nan) when the two never overlap."""
+    rendered = truth.astype(np.float32) / 255.0
+    both = (generated[..., 3] > 0.5) & (rendered[..., 3] > 0.5)
+    if not both.any():
+        return float("nan"), float("nan")
+    true_rgb = rendered[..., :3][both]
+    return float(np.abs(generated[..., :3][both] - true_rgb).mean()), float(np.abs(0.5 - true_rgb).mean())
 
 
 def alpha_flicker(alpha: np.ndarray) -> float:
@@ -188,17 +202,21 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
             joints_2d = torch.from_numpy(view.annotations["joints2d"][:, :22]).float()
             visible = torch.from_numpy(view.annotations["joints_visible"][:, :22])
             joint_error = (uv - joints_2d).norm(dim=-1)[visible].mean().item()
-            figures = per_kind.setdefault(kind, {"iou": [], "joint_error_px": [], "flicker": [], "flicker_truth": []})
+            figures = per_kind.setdefault(kind, {"iou": [], "joint_error_px": [], "flicker": [], "flicker_truth": [],
+                                                 "colour_error": [], "colour_error_grey": []})
             figures["iou"].append(silhouette_iou(frames[..., 3], true_alpha))
+            colour, grey = person_colour_error(frames, truth)
+            figures["colour_error"].append(colour)
+            figures["colour_error_grey"].append(grey)
             figures["joint_error_px"].append(joint_error)
             figures["flicker"].append(alpha_flicker(frames[..., 3]))
             figures["flicker_truth"].append(alpha_flicker(true_alpha))
             if sheet is not None and kind in ("novel_90", "moving") and len(sheet_rows) < 6:
                 sheet_rows.append((f"{clip.clip_id} {view.name}", driving, truth, frames))
-    summary = {kind: {k: round(float(np.mean(v)), 4) for k, v in figures.items()} for kind, figures in per_kind.items()}
+    summary = {kind: {k: round(float(np.nanmean(v)), 4) for k, v in figures.items()} for kind, figures in per_kind.items()}
     wide = [per_kind[k] for k in NOVEL_WIDE if k in per_kind]
     if wide:
-        summary["novel_>=90"] = {k: round(float(np.mean(sum((f[k] for f in wide), []))), 4) for k in wide[0]}
+        summary["novel_>=90"] = {k: round(float(np.nanmean(sum((f[k] for f in wide), []))), 4) for k in wide[0]}
     if sheet is not None and sheet_rows:
         write_sheet(sheet_rows, sheet)
     return summary
