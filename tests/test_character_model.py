@@ -436,6 +436,12 @@ def test_an_appearance_stage_continues_a_pipeline_folder_with_its_encoders_froze
     assert conv_in.shape[1] == started.shape[1] + 3  # widened by the reference's colours
     assert not torch.allclose(conv_in[:, -3:], torch.zeros(())), "the colour channels did not train"
     assert load_pipeline(tmp_path / "run" / "appearance_pipeline", device="cpu").reads_appearance
+    # rgb_loss_weight scales the colours' term alone: the same step, the same example and noise
+    weighted = train_stage(_config(clips, tmp_path / "weighted", appearance_steps=1, appearance_encoder_lr=0,
+                                   true_anchor_ratio=1, rgb_loss_weight=5, init_from=tmp_path / "shipped"), "appearance")
+    first = torch.load(tmp_path / "run" / "appearance_checkpoint.pt", weights_only=False)["log"][0]
+    assert weighted["rgb"] == pytest.approx(5 * first["rgb"], rel=1e-3)  # the log keeps 5 decimals
+    assert weighted["alpha"] == pytest.approx(first["alpha"], rel=1e-3)
 
 
 @pytest.mark.slow

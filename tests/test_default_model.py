@@ -90,3 +90,18 @@ def test_shipped_model_draws_the_person_from_the_driving_and_a_novel_camera(ship
     # 0.43 / 0.46 on this one (the previous default passed 0.45 / 0.35 on it); a model that draws no person scores
     # about 0.
     assert ious["driving"] > 0.38 and ious["novel_az090"] > 0.35, ious
+
+
+def test_the_pixel_locator_finds_a_renders_joints_and_follows_a_shifted_person(shipped, held_out_clip):
+    from training.evaluate_character import located_joints
+
+    view = held_out_clip.views["driving"]
+    truth = view.frames()
+    joints = torch.from_numpy(view.annotations["joints2d"][:, :22]).float()
+    visible = torch.from_numpy(view.annotations["joints_visible"][:, :22])
+    found = located_joints(shipped, truth)
+    assert found.shape == (truth.shape[0], 22, 2)
+    error = (found - joints).norm(dim=-1)[visible].mean().item()
+    assert error < 4.0, error  # the full-frame keypoint locator: 8-10 px
+    shifted = located_joints(shipped, np.roll(truth, 6, axis=2))  # the person 6 px to the right
+    assert (shifted - found)[..., 0][visible].mean().item() == pytest.approx(6.0, abs=1.5)

@@ -101,6 +101,7 @@ class CharacterTrainConfig:
     # aux_weight=0, the "no geometric supervision" ablation
     fresh_encoders: bool = False
     alpha_loss_weight: NonNegative = 2.0
+    rgb_loss_weight: NonNegative = 1.0  # the colours' share of the generation loss (the appearance stage raises it)
     # the share of a DiMo joint stage's examples whose tokens are placed at the true joints (the encoder's learned
     # features kept): a generator trained on the encoded anchors alone learns to hedge where they are off and draws
     # below a capsule body drawn from the same motion (`true_anchor_tokens`)
@@ -328,7 +329,7 @@ def joint_step(pipe, batch: dict, aux: float, config: CharacterTrainConfig, gene
     noisy = (1 - sigmas[:, None, None, None]) * clean + sigmas[:, None, None, None] * noise
     predicted = pipe.predict_clean(noisy, sigmas * 1000, reference, maps)
     error = (predicted - clean).pow(2)
-    losses = {"rgb": error[:, :3].mean(), "alpha": config.alpha_loss_weight * error[:, 3].mean()}
+    losses = {"rgb": config.rgb_loss_weight * error[:, :3].mean(), "alpha": config.alpha_loss_weight * error[:, 3].mean()}
     if aux > 0:
         geometric = encoder_losses(motion["encoded"], dict(batch, driving_joints_2d=motion["joints_2d"]))
         losses["aux"] = aux * sum(geometric.values())
