@@ -548,8 +548,10 @@ def test_dimo_serve_process_on_loopback_streams_events(tmp_path, inputs):
                     if line.startswith("data: "):
                         events.append(json.loads(line[len("data: "):]))
             assert events[-1]["status"] == "done"
+            # A tiny job may be half done before the stream opens, so only the order is checked here;
+            # the add-on client's test above slows the steps to see every stage and the heartbeats.
             fractions = [event["progress"]["fraction"] for event in events]
-            assert fractions == sorted(fractions) and len(events) >= 3
+            assert fractions == sorted(fractions)
             assert client.get(f"/v1/jobs/{job_id}/frames", headers=headers).json()["cameras"][0][-1] == "0011.png"
     finally:
         process.terminate()
