@@ -226,24 +226,36 @@ def test_the_bootstrap_interval_holds_the_mean_narrows_with_more_clips_and_is_se
     assert effect == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)  # paired by clip
 
 
+def alpha_centre_locator(frames):
+    """A stand-in keypoint locator: every joint at the centre of the drawn alpha (None where nothing is drawn)."""
+    drawn = frames[..., 3] > 127
+    if not drawn.any():
+        return None
+    rows, cols = np.nonzero(drawn.any(0))
+    return torch.tensor([cols.mean(), rows.mean()], dtype=torch.float32).expand(frames.shape[0], 22, 2)
+
+
 def test_a_perfect_layer_scores_perfectly_and_a_shifted_one_loses_iou():
-    from dimo_engine.models.keypoint_locator import KeypointLocator
     from training.compare_character import score_target
 
     truth = np.zeros((3, 32, 32, 4), np.uint8)
     truth[..., :3] = 90
     truth[:, 8:26, 12:20] = (200, 60, 40, 255)
     plates = np.full((3, 32, 32, 3), 90, np.uint8)
-    joints = torch.full((3, 22, 2), 16.0)
+    joints = torch.tensor([15.5, 16.5]).expand(3, 22, 2)  # the person's centre
     visible = torch.ones(3, 22, dtype=torch.bool)
-    locator = KeypointLocator(image_size=32, channels=(8, 8), trained=True)
-    perfect = score_target(truth.astype(np.float32) / 255, truth, plates, joints, visible, joints, locator)
+    perfect = score_target(truth.astype(np.float32) / 255, truth, plates, joints, visible, joints, alpha_centre_locator)
     assert perfect["iou"] == 1.0 and perfect["plate_iou"] == 1.0 and perfect["psnr"] == 100.0
     assert perfect["ssim"] == pytest.approx(1.0, abs=1e-4) and perfect["motion_joint_error_px"] == 0.0
+    assert perfect["joint_error_px"] == 0.0  # the locator reads the generated layer
     assert np.isnan(perfect["flicker_ratio"])  # a still person has no flicker to compare with
     shifted = score_target(np.roll(truth, 4, axis=2).astype(np.float32) / 255, truth, plates, joints, visible,
-                           joints + 3, locator)
+                           joints + 3, alpha_centre_locator)
     assert shifted["iou"] < 0.6 and shifted["plate_iou"] < 0.6 and shifted["motion_joint_error_px"] > 2.9
+    assert shifted["joint_error_px"] == pytest.approx(4.0)
+    empty = score_target(np.zeros((3, 32, 32, 4), np.float32), truth, plates, joints, visible, joints,
+                         alpha_centre_locator)
+    assert empty["iou"] == 0.0 and np.isnan(empty["joint_error_px"])  # nothing drawn: no joints to find
 
 
 def write_comparison_inputs(tmp_path, clips: int, signals: dict[str, str]):
