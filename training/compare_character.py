@@ -53,6 +53,8 @@ from training.evaluate_character import (
     NOVEL_WIDE,
     alpha_flicker,
     benchmark_clips,
+    layer_uint8,
+    located_joint_error,
     located_joints,
     person_box,
     pose_errors_mm,
@@ -127,22 +129,9 @@ class PixelLocator:
     def __init__(self, pipe):
         self.pipe = pipe
 
-    def __call__(self, frames: np.ndarray) -> torch.Tensor | None:
-        """RGBA frames uint8 `(F, H, W, 4)` -> the body joints `(F, 22, 2)` in pixels; None if no person is drawn."""
-        if not (frames[..., 3] > 127).any():
-            return None
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        """RGBA frames uint8 `(F, H, W, 4)` with a person drawn -> the body joints `(F, 22, 2)` in pixels."""
         return located_joints(self.pipe, frames)
-
-
-def as_uint8(layer: np.ndarray) -> np.ndarray:
-    """A layer in [0, 1] -> uint8, as `dimo generate` writes its PNGs."""
-    return (np.clip(layer, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def located_error(locator, frames: np.ndarray, joints_2d: torch.Tensor, visible: torch.Tensor) -> float:
-    """The locator's 2D joint error on RGBA frames uint8 `(F, H, W, 4)`; NaN where nothing is drawn."""
-    located = locator(frames)
-    return math.nan if located is None else joint_error(located[:, :NUM_BODY_JOINTS], joints_2d, visible)
 
 
 def score_target(layer: np.ndarray, truth: np.ndarray, plates: np.ndarray, joints_2d: torch.Tensor,
@@ -150,7 +139,7 @@ def score_target(layer: np.ndarray, truth: np.ndarray, plates: np.ndarray, joint
     """The metrics of one generated layer `(F, H, W, 4)` in [0, 1] against the target's render uint8 `(F, H, W, 4)`,
     its background plates uint8 `(F, H, W, 3)`, true 2D body joints `(F, 22, 2)` and their visibility `(F, 22)`;
     `motion_pixels` `(F, 22, 2)`: where the motion put the joints in this camera (`motion_joint_pixels`); `locator`:
-    RGBA uint8 frames -> joints or None (`PixelLocator`)."""
+    RGBA uint8 frames -> joints (`PixelLocator`)."""
     from training.character_data import composite_over_background
 
     generated, rendered, backgrounds = as_frames(layer), as_frames(truth), as_frames(plates)
@@ -165,7 +154,7 @@ def score_target(layer: np.ndarray, truth: np.ndarray, plates: np.ndarray, joint
         "plate_iou": mask_iou(foreground_masks(frames, backgrounds), true_alpha > 0.5),
         "psnr": psnr(generated_grey, truth_grey),
         "ssim": ssim(generated_grey, truth_grey),
-        "joint_error_px": located_error(locator, as_uint8(layer), joints_2d, visible),
+        "joint_error_px": located_joint_error(locator, layer_uint8(layer), joints_2d, visible),
         "motion_joint_error_px": joint_error(motion_pixels, joints_2d, visible),
         "flicker_ratio": alpha_flicker(generated[:, 3].numpy()) / truth_flicker if truth_flicker > 0 else math.nan,
     }
@@ -287,7 +276,7 @@ def compare(models: dict, clips: list, locator, steps: int | None = None, seed: 
                 log(f"{name:>16s} {clip.clip_id} {view.name:<22s} {figures}")
                 if name == next(iter(models)):
                     floor_rows.append({"clip_id": clip.clip_id, "kind": kind,
-                                       "joint_error_px": located_error(locator, truth, joints_2d, visible)})
+                                       "joint_error_px": located_joint_error(locator, truth, joints_2d, visible)})
                 if kind in example_kinds and name in shown:
                     panels.append((name, over_plate(as_frames(layer), as_frames(plates))))
             if kind in example_kinds:

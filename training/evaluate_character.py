@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 from dimo_engine.clips import ClipDataset
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import facing_error_deg
+from training.bench_metrics import joint_error
 
 NOVEL_WIDE = ("novel_90", "novel_180")  # targets >= 90 degrees from the driving view
 
@@ -86,6 +88,19 @@ def located_joints(pipe, frames: np.ndarray) -> torch.Tensor:
     crops = crop_boxes(images, boxes, int(pipe.body_encoder.config.image_size))  # (F, 3, S, S)
     joints = pipe.mirror_averaged(crops[None], box_features(boxes, width, height)[None])["joints_2d"][0, :, :22]
     return joints * (boxes[:, 2] - boxes[:, 0])[:, None, None] + boxes[:, None, :2]
+
+
+def layer_uint8(layer: np.ndarray) -> np.ndarray:
+    """A generated layer in [0, 1] -> uint8, as `dimo generate` writes its PNGs."""
+    return (np.clip(layer, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def located_joint_error(locate, frames: np.ndarray, joints_2d: torch.Tensor, visible: torch.Tensor) -> float:
+    """Mean pixel error of the body joints `locate` finds on RGBA frames uint8 `(F, H, W, 4)` (e.g. `located_joints`
+    with its pipeline) against the true ones `(F, 22, 2)` where `visible` `(F, 22)`; NaN where nothing is drawn."""
+    if not (frames[..., 3] > 127).any():
+        return float("nan")  # nothing drawn: no joints to find
+    return joint_error(locate(frames)[:, :22], joints_2d, visible)
 
 
 def alpha_flicker(alpha: np.ndarray) -> float:
@@ -222,11 +237,10 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
             uv = pipe.motion_joint_pixels(motion, camera)
             joints_2d = torch.from_numpy(view.annotations["joints2d"][:, :22]).float()
             visible = torch.from_numpy(view.annotations["joints_visible"][:, :22])
-            joint_error = (uv - joints_2d).norm(dim=-1)[visible].mean().item()
-            layer = (frames.clip(0, 1) * 255 + 0.5).astype(np.uint8)
-            located_error = (located_joints(pipe, layer) - joints_2d).norm(dim=-1)[visible].mean().item() if (
-                layer[..., 3] > 127).any() else float("nan")  # nothing drawn: no joints to find
-            located_floor = (located_joints(pipe, truth) - joints_2d).norm(dim=-1)[visible].mean().item()
+            motion_error = joint_error(uv, joints_2d, visible)
+            locate = partial(located_joints, pipe)
+            located_error = located_joint_error(locate, layer_uint8(frames), joints_2d, visible)
+            located_floor = located_joint_error(locate, truth, joints_2d, visible)
             figures = per_kind.setdefault(kind, {"iou": [], "joint_error_px": [], "flicker": [], "flicker_truth": [],
                                                  "located_joint_error_px": [], "located_floor_px": [],
                                                  "colour_error": [], "colour_error_grey": []})
@@ -234,7 +248,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
             colour, grey = person_colour_error(frames, truth)
             figures["colour_error"].append(colour)
             figures["colour_error_grey"].append(grey)
-            figures["joint_error_px"].append(joint_error)
+            figures["joint_error_px"].append(motion_error)
             figures["located_joint_error_px"].append(located_error)
             figures["located_floor_px"].append(located_floor)
             figures["flicker"].append(alpha_flicker(frames[..., 3]))
