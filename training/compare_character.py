@@ -10,7 +10,7 @@ Per target (`score_target`), from the generated RGBA layer:
 - silhouette IoU of the generated alpha against the rendered mask (`evaluate_character.silhouette_iou`), and the
   background-plate IoU of the layer composited over the plate (`bench_metrics.foreground_masks`);
 - PSNR and SSIM (torchmetrics, `bench_metrics`) over the box the person covers in the clip, over the plain grey;
-- 2D joint error from one keypoint locator for every method (`PixelLocator`: the shipped default's body encoder
+- 2D joint error from one keypoint locator for every method (`load_locator`: the shipped default's body encoder
   reading the joints from the person's crop, cut around the layer's alpha), next to that locator's own error on the
   ground truth, and the error of the joints the layer is drawn from (`motion_joint_pixels`);
 - alpha flicker, generated over the ground truth's (`evaluate_character.alpha_flicker`).
@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -120,26 +121,12 @@ def over_plate(layer: torch.Tensor, plates: torch.Tensor) -> torch.Tensor:
     return layer[:, :3] * layer[:, 3:] + plates * (1 - layer[:, 3:])
 
 
-class PixelLocator:
-    """The one keypoint locator every method is scored by: a trained character pipeline's body encoder, whose 2D head
-    reads the 22 body joints from the person's crop cut around the alpha (`evaluate_character.located_joints`). It
-    works at the crop's resolution: on the ground truth at 128 px it errs by 1.4 px on the driving view and 3.8 px on
-    novel views >= 90 degrees, where the full-frame `KeypointLocator` erred by 8-10 px, more than the bar's 6."""
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-
-    def __call__(self, frames: np.ndarray) -> torch.Tensor:
-        """RGBA frames uint8 `(F, H, W, 4)` with a person drawn -> the body joints `(F, 22, 2)` in pixels."""
-        return located_joints(self.pipe, frames)
-
-
 def score_target(layer: np.ndarray, truth: np.ndarray, plates: np.ndarray, joints_2d: torch.Tensor,
                  visible: torch.Tensor, motion_pixels: torch.Tensor, locator) -> dict[str, float]:
     """The metrics of one generated layer `(F, H, W, 4)` in [0, 1] against the target's render uint8 `(F, H, W, 4)`,
     its background plates uint8 `(F, H, W, 3)`, true 2D body joints `(F, 22, 2)` and their visibility `(F, 22)`;
     `motion_pixels` `(F, 22, 2)`: where the motion put the joints in this camera (`motion_joint_pixels`); `locator`:
-    RGBA uint8 frames -> joints (`PixelLocator`)."""
+    RGBA uint8 frames -> joints (`load_locator`)."""
     from training.character_data import composite_over_background
 
     generated, rendered, backgrounds = as_frames(layer), as_frames(truth), as_frames(plates)
@@ -220,9 +207,12 @@ def pose3d_summary(pose_rows: list[dict], seed: int = 0) -> dict:
 # ---- the comparison ------------------------------------------------------------------------------------------
 
 
-def load_locator(folder: Path) -> PixelLocator:
+def load_locator(folder: Path):
     """The one keypoint locator every method is scored by: the body encoder of the character pipeline in `folder`
-    (the shipped default by default)."""
+    (the shipped default by default), whose 2D head reads the 22 body joints from the person's crop cut around the
+    alpha (`evaluate_character.located_joints`). -> RGBA uint8 frames `(F, H, W, 4)` -> joints `(F, 22, 2)` in pixels.
+    At the crop's resolution it errs on the ground truth at 128 px by 1.4 px on the driving view and 3.8 px on novel
+    views >= 90 degrees, where the full-frame `KeypointLocator` erred by 8-10 px, more than the bar's 6."""
     from dimo_engine.pipelines import DiMoCharacterPipeline, load_pipeline
 
     if not (Path(folder) / "model_index.json").is_file():
@@ -232,7 +222,7 @@ def load_locator(folder: Path) -> PixelLocator:
     if not isinstance(pipe, DiMoCharacterPipeline) or pipe.config.motion_signal != "dimo":
         raise InputError(f"--locator {folder}: not a DiMo character pipeline, so it has no body encoder to locate "
                          f"joints with; give e.g. {DEFAULT_LOCATOR}.")
-    return PixelLocator(pipe)
+    return partial(located_joints, pipe)
 
 
 def compare(models: dict, clips: list, locator, steps: int | None = None, seed: int = 0, num_examples: int = 2,
@@ -495,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=2, help="clips whose novel_90 and moving targets are shown")
     parser.add_argument("--show", action="append", default=None, metavar="NAME",
                         help="models in the sheet and videos (default: DiMo and the baselines)")
-    parser.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR, help="the character pipeline whose body encoder locates every method's joints")
+    parser.add_argument("--locator", type=Path, default=DEFAULT_LOCATOR,
+                        help="the character pipeline whose body encoder locates every method's joints")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's, 12)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-clips", type=int, default=0)
