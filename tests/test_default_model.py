@@ -102,10 +102,10 @@ def test_shipped_model_draws_the_references_colours(shipped, held_out_clip):
     # both.
     from dimo_engine.driving import encode_driving
     from dimo_engine.reenact import conform_camera, reenact
+    from training.evaluate_character import layer_uint8
 
-    def person_colour(rgba):
-        rgba = rgba.astype(np.float32) / (255.0 if rgba.dtype == np.uint8 else 1.0)
-        return rgba[..., :3][rgba[..., 3] > 0.5].mean(0)
+    def person_colour(rgba):  # uint8 (..., 4) -> the mean RGB where alpha holds the person
+        return rgba[..., :3][rgba[..., 3] > 127].mean(0)
 
     clip = held_out_clip
     motion = encode_driving(shipped, clip.driving_view.frames(), clip.fps)
@@ -114,7 +114,7 @@ def test_shipped_model_draws_the_references_colours(shipped, held_out_clip):
     for name in ("driving", "novel_az090"):
         camera = conform_camera(clip.views[name].camera, motion.num_frames, float(shipped.config.fps))
         for given, other in ((reference, turned), (turned, reference)):
-            drawn = person_colour(reenact(shipped, given, motion, [camera])[0])
+            drawn = person_colour(layer_uint8(reenact(shipped, given, motion, [camera])[0]))  # as PNGs hold it
             near, far = (np.linalg.norm(drawn - person_colour(image)) for image in (given, other))
             assert near < 0.5 * far, (name, near, far)
 
