@@ -198,6 +198,8 @@ def prepare_generate(scene, selected_objects=(), model_fps: float = DEFAULT_MODE
             "num_inference_steps": int(settings.num_inference_steps),
             "motion_guidance_scale": float(settings.motion_guidance_scale),
             "seed": int(settings.seed),
+            # 0 leaves the height to the engine (as the driving video shows the person)
+            **({"character_height": float(settings.character_height)} if settings.character_height > 0 else {}),
         },
         use_image_plane=bool(settings.use_image_plane),
         texture_object_name=settings.texture_object.name if settings.texture_object else "",

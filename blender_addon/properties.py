@@ -108,6 +108,11 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
     motion_guidance_scale: FloatProperty(name="Motion Guidance", default=2.0, min=SETTINGS["motion_guidance_scale"].low,
                                          max=20.0)
     seed: IntProperty(name="Seed", default=0, min=SETTINGS["seed"].low)
+    character_height: FloatProperty(
+        name="Character Height", default=0.0, min=0.0, max=SETTINGS["character_height"].high, unit="LENGTH",
+        description="How tall your character stands, crown to floor; the motion is scaled to it. 0: as tall as the "
+                    "driving video shows the person (a video alone cannot measure it)",
+    )
     resolution: EnumProperty(name="Resolution", items=RESOLUTION_PRESETS, default="128")
     use_image_plane: BoolProperty(
         name="Image Plane", description="Also show the take on a plane in front of the camera", default=False

@@ -50,6 +50,9 @@ class GenerationSettings(BaseModel):
     num_inference_steps: _setting("num_inference_steps", optional=True) = None
     motion_guidance_scale: _setting("motion_guidance_scale", optional=True) = None
     seed: _setting("seed", optional=False) = 0
+    # How tall the character stands, in metres: the motion is scaled to it (`character_height.motion_at_height`).
+    # None: as tall as the driving video shows the body, which a clip alone cannot measure (a typical body's height).
+    character_height: _setting("character_height", optional=True) = None
 
     @classmethod
     def from_dict(cls, data: object, source: str = "settings") -> "GenerationSettings":
@@ -122,6 +125,12 @@ def reenact(
     (`pipe.encode_reference`) and reused by every window of every camera.
     """
     settings = settings or GenerationSettings()
+    if settings.character_height is not None:
+        at_height = getattr(pipe, "motion_at_height", None)
+        if at_height is None:
+            raise InputError(f"character_height={settings.character_height:g}: this model's motion tokens carry no body "
+                             f"to scale; leave it unset, or use the character-layer model (the default).")
+        motion = at_height(motion, settings.character_height)
     total = motion_num_frames(motion)
     window = int(pipe.config.num_frames)
     starts = overlapping_window_starts(total, window, overlap)

@@ -132,7 +132,8 @@ def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
     assert {"anchor", "reference_image", "reference_camera"} <= set(drawn["DIMO_PT_character"].names("prop"))
     assert "dimo.render_driving" in drawn["DIMO_PT_driving"].names("operator")
     assert {"target_cameras", "frame_start", "frame_end"} <= set(drawn["DIMO_PT_cameras"].names("prop"))
-    assert {"num_inference_steps", "motion_guidance_scale", "seed", "resolution"} <= set(drawn["DIMO_PT_settings"].names("prop"))
+    assert {"num_inference_steps", "motion_guidance_scale", "seed", "character_height", "resolution"} <= set(
+        drawn["DIMO_PT_settings"].names("prop"))
 
     # While a job runs the panel shows progress and Cancel instead of Generate.
     running = SimpleNamespace(finished=False)

@@ -74,8 +74,9 @@ def test_reenact_encodes_the_reference_once_per_job_and_gives_the_same_frames(jo
     ({"motion_guidance_scale": float("nan")}, "motion_guidance_scale must be a number from 0 to 30, got nan"),
     ({"motion_guidance_scale": "2"}, "motion_guidance_scale must be a number from 0 to 30, got '2'"),
     ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"character_height": 0.2}, "character_height must be a height in metres from 0.3 to 3, got 0.2"),
     ({"seed": 1, "steps": 20}, "settings has unknown field(s) ['steps']; use only "
-                               "['motion_guidance_scale', 'num_inference_steps', 'seed']"),
+                               "['character_height', 'motion_guidance_scale', 'num_inference_steps', 'seed']"),
     ([20], "settings must be a JSON object like"),
 ])
 def test_bad_settings_are_one_input_error_naming_the_field(given, words):

@@ -202,5 +202,7 @@ SETTINGS = {
     "num_inference_steps": SettingRange(int, 1, 200, "an integer from 1 to 200"),
     "motion_guidance_scale": SettingRange(float, 0.0, 30.0, "a number from 0 to 30"),
     "seed": SettingRange(int, 0, 2**63 - 1, "a non-negative integer"),
+    # metres, crown to floor; unset: the body as tall as the driving video shows it (a typical body's height)
+    "character_height": SettingRange(float, 0.3, 3.0, "a height in metres from 0.3 to 3"),
 }
 SETTINGS_EXAMPLE = '{"num_inference_steps": 20, "seed": 0}'

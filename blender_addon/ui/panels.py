@@ -90,6 +90,7 @@ class DIMO_PT_settings(DiMoSidebar, bpy.types.Panel):
         layout.prop(settings, "num_inference_steps")
         layout.prop(settings, "motion_guidance_scale")
         layout.prop(settings, "seed")
+        layout.prop(settings, "character_height")
         layout.prop(settings, "resolution")
         layout.prop(settings, "use_image_plane")
         layout.prop(settings, "texture_object")

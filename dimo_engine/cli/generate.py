@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="motion guidance scale (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--character-height", type=float, default=None, metavar="METRES",
+                        help="how tall the character stands, crown to floor (default: as the driving video shows the "
+                             "body, which a clip alone cannot measure: a typical body's height)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of a driving image folder (default 24)")
     parser.add_argument("--no-video", action="store_true", help="write PNG sequences only, no MP4")
     parser.add_argument("--background", default=None, metavar="PATH|COLOUR",
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out.expanduser().resolve()
     check_out_folder(out, args.out)
     settings = GenerationSettings.from_dict(
-        {"num_inference_steps": args.steps, "motion_guidance_scale": args.guidance, "seed": args.seed}, "command line")
+        {"num_inference_steps": args.steps, "motion_guidance_scale": args.guidance, "seed": args.seed,
+         "character_height": args.character_height}, "command line")
 
     # Read and check every input before the model loads and before anything is written.
     from dimo_engine.layer_compositing import DEFAULT_BACKGROUND, background_plate, composite_layer

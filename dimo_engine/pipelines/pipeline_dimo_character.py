@@ -37,6 +37,7 @@ from dimo_engine.character_layer import (
     view_locked_proxy,
 )
 from dimo_engine.camera import project_points
+from dimo_engine.character_height import motion_at_height
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
     AnchoredMotionEncoder,
@@ -217,6 +218,14 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         all_anchors = token_anchors(anchors)
         tokens = torch.cat([torch.cat([body["features"], body["hand_features"]], dim=2), all_anchors], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
+
+    def motion_at_height(self, motion: MotionTokens, height_m: float) -> MotionTokens:
+        """`motion` scaled so its body stands `height_m` metres tall (`character_height.motion_at_height`): a clip
+        alone cannot say how tall the person in it is, and the target cameras expect the character's own size."""
+        if self.config.motion_signal == "pose2d":
+            raise InputError("character_height: the pose2d baseline's motion is the driving view's 2D joints, which "
+                             "have no size in metres to scale; leave it unset for this model.")
+        return motion_at_height(motion, height_m)
 
     def check_reads_video(self) -> None:
         """InputError for a baseline model: it does not read a driving video, so it cannot re-enact one."""
