@@ -132,3 +132,23 @@ def test_the_pixel_locator_finds_a_renders_joints_and_follows_a_shifted_person(s
     assert error < 4.0, error  # the full-frame keypoint locator: 8-10 px
     shifted = located_joints(shipped, np.roll(truth, 6, axis=2))  # the person 6 px to the right
     assert (shifted - found)[..., 0][visible].mean().item() == pytest.approx(6.0, abs=1.5)
+
+
+@pytest.mark.blender
+@pytest.mark.slow
+def test_shipped_model_draws_the_character_as_tall_as_it_is_given(shipped, held_out_clip):
+    # `character_height`: the same motion drawn for a 1.4 m and a 1.75 m character, from the driving camera; the drawn
+    # person's height in pixels (the alpha's rows) follows the ratio of the two.
+    from dimo_engine.driving import encode_driving
+    from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
+
+    clip = held_out_clip
+    motion = encode_driving(shipped, clip.driving_view.frames(), clip.fps)
+    reference = clip.views["reference"].frames([0])[0]
+    camera = conform_camera(clip.views["driving"].camera, motion.num_frames, float(shipped.config.fps))
+    drawn_rows = {}
+    for height in (1.4, 1.75):
+        alpha = reenact(shipped, reference, motion, [camera], settings=GenerationSettings(character_height=height))[0][..., 3]
+        rows = [np.flatnonzero((frame > 0.5).any(axis=1)) for frame in alpha]
+        drawn_rows[height] = np.median([r[-1] - r[0] + 1 for r in rows if r.size])
+    assert drawn_rows[1.4] / drawn_rows[1.75] == pytest.approx(1.4 / 1.75, abs=0.06), drawn_rows

@@ -211,11 +211,21 @@ def with_true_anchors(motion, joints: torch.Tensor, source: str):
     return MotionTokens(body, hands)
 
 
+def character_height_of(clip) -> float:
+    """The height a test clip's character stands, crown to floor (its body model mesh with the clip's betas): what an
+    artist types as `character_height` for their own character."""
+    from dimo_engine.body.body_model import load_body_model
+
+    up = load_body_model().rest_vertices(clip.motion["betas"])[:, 1]
+    return float(up.max() - up.min())
+
+
 def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0,
-                 motion_source: str = "encoded") -> dict:
+                 motion_source: str = "encoded", given_height: bool = False) -> dict:
     """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures.
     `motion_source` other than "encoded" replaces the motion's anchors by the truth (`with_true_anchors`), to
-    measure how much of the error the generator, the pose and the root's travel each cost."""
+    measure how much of the error the generator, the pose and the root's travel each cost. `given_height`: each
+    clip's character height is given (`GenerationSettings.character_height`), as an artist gives their character's."""
     from dimo_engine.driving import encode_driving
     from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
 
@@ -226,12 +236,17 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
         motion = encode_driving(pipe, driving, clip.fps)
         motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
         reference = clip.views["reference"].frames([0])[0]
+        settings = GenerationSettings(num_inference_steps=steps,
+                                      character_height=character_height_of(clip) if given_height else None)
+        if given_height:  # scaled here too, so the motion's joint error below is that of the motion drawn
+            motion = pipe.motion_at_height(motion, settings.character_height)
+            settings.character_height = None
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
                 continue
             camera = conform_camera(view.camera, motion.num_frames, float(pipe.config.fps))
-            frames = reenact(pipe, reference, motion, [camera], settings=GenerationSettings(num_inference_steps=steps))[0]
+            frames = reenact(pipe, reference, motion, [camera], settings=settings)[0]
             truth = view.frames()
             true_alpha = truth[..., 3].astype(np.float32) / 255.0
             uv = pipe.motion_joint_pixels(motion, camera)
@@ -265,7 +280,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
 
 
 @torch.no_grad()
-def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0) -> dict:
+def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0, given_height: bool = False) -> dict:
     """Per target kind and for novel >= 90: silhouette IoU of the body proxy alone (`character_layer.body_proxy`
     drawn from the motion's anchors in each target camera, its crop box as the layer's, pasted into the frame)."""
     from dimo_engine.character_layer import body_proxy, paste_crops
@@ -276,6 +291,8 @@ def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int
     for clip in benchmark_clips(test_root, max_clips):
         motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps)
         motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
+        if given_height:
+            motion = pipe.motion_at_height(motion, character_height_of(clip))
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
@@ -393,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (the figures in the docs), cuda, or auto")
     parser.add_argument("--motion-source", choices=MOTION_SOURCES, default="encoded",
                         help="replace the encoded anchors by the truth (error decomposition)")
+    parser.add_argument("--given-height", action="store_true",
+                        help="give each clip's character height (`dimo generate --character-height`), as an artist "
+                             "gives their character's; default: as the driving video shows the body")
     parser.add_argument("--proxy-only", action="store_true",
                         help="score the body proxy alone (no generator) instead of the generated layer")
     args = parser.parse_args(argv)
@@ -405,14 +425,15 @@ def main(argv: list[str] | None = None) -> int:
         with_encoders(pipe, args.encoders)
         pipe.to(pipe.generator.device)
     if args.proxy_only:
-        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips)}
+        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips, args.given_height)}
         print(json.dumps(report, indent=1))
         return 0
     report = {"codec": codec_report(args.test), "encoder": encoder_report(pipe, args.test, args.train_cache)}
     if Path(args.train_cache).is_file():
         report["probe"] = probe_motion(pipe, args.train_cache)
     if not args.encoder_only:
-        report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips, args.motion_source)
+        report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips, args.motion_source,
+                                       args.given_height)
     print(json.dumps(report, indent=1))
     return 0
 
