@@ -23,6 +23,22 @@ def _character_objects(selected_objects) -> set:
     return keep
 
 
+def character_height(selected_objects, depsgraph) -> float:
+    """How tall the selected character stands (the selection and everything parented under it, as posed now): the
+    height of its geometry's world bounding box, in scene units; raises ValueError when the selection has none."""
+    from mathutils import Vector
+
+    heights = []
+    for obj in _character_objects(selected_objects):
+        if obj.type not in GEOMETRY_TYPES:
+            continue
+        evaluated = obj.evaluated_get(depsgraph)
+        heights += [(evaluated.matrix_world @ Vector(corner)).z for corner in evaluated.bound_box]
+    if not heights:
+        raise ValueError("The selection holds no visible geometry; select the character (its mesh or armature) first.")
+    return max(heights) - min(heights)
+
+
 def render_reference(scene, camera_obj, selected_objects, anchor_obj, output_dir: Path | None = None) -> tuple[Path, Path]:
     """Render the character from `camera_obj` at the current frame; returns (image path, camera path file)."""
     import bpy

@@ -132,6 +132,7 @@ def test_every_panel_draws_idle_running_and_with_takes(tmp_path):
     assert {"anchor", "reference_image", "reference_camera"} <= set(drawn["DIMO_PT_character"].names("prop"))
     assert "dimo.render_driving" in drawn["DIMO_PT_driving"].names("operator")
     assert {"target_cameras", "frame_start", "frame_end"} <= set(drawn["DIMO_PT_cameras"].names("prop"))
+    assert "dimo.measure_character_height" in drawn["DIMO_PT_settings"].names("operator")
     assert {"num_inference_steps", "motion_guidance_scale", "seed", "character_height", "resolution"} <= set(
         drawn["DIMO_PT_settings"].names("prop"))
 

@@ -107,3 +107,31 @@ def test_the_addon_sends_the_characters_height_when_the_artist_gives_one(tmp_pat
     request = generate_request.prepare_generate(scene, [])
     settings = GenerationSettings.from_dict(request.settings)  # what the engine makes of it
     assert settings.character_height == (pytest.approx(sent) if sent else None)
+
+
+def test_the_addon_measures_the_selected_characters_height_as_posed():
+    import bpy
+
+    from tests.addon_scene import enable_addon
+
+    enable_addon()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    enable_addon()
+    scene = bpy.context.scene
+    root = bpy.data.objects.new("hero_root", None)  # the character's root empty, its body parented under it
+    mesh = bpy.data.meshes.new("hero_body")
+    mesh.from_pydata([(x, y, z) for x in (-0.2, 0.2) for y in (-0.1, 0.1) for z in (0.0, 1.0)], [], [])
+    body = bpy.data.objects.new("hero_body", mesh)
+    body.parent = root
+    body.scale = (1.0, 1.0, 1.68)
+    for obj in (root, body):
+        scene.collection.objects.link(obj)
+    bpy.context.view_layer.update()
+    for obj in scene.objects:
+        obj.select_set(obj is root)
+    with bpy.context.temp_override(selected_objects=[root]):
+        assert bpy.ops.dimo.measure_character_height() == {"FINISHED"}
+    assert scene.dimo.character_height == pytest.approx(1.68, abs=1e-4)
+    with bpy.context.temp_override(selected_objects=[]), pytest.raises(RuntimeError, match="no visible geometry"):
+        bpy.ops.dimo.measure_character_height()  # headless, the operator's error report is raised
+    assert scene.dimo.character_height == pytest.approx(1.68, abs=1e-4)

@@ -57,4 +57,22 @@ class DIMO_OT_render_reference(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (DIMO_OT_render_driving, DIMO_OT_render_reference)
+class DIMO_OT_measure_character_height(bpy.types.Operator):
+    """Set the character height from the selected character's geometry as posed now (stand it up straight first)"""
+
+    bl_idname = "dimo.measure_character_height"
+    bl_label = "Measure Character Height"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        try:
+            height = reference_render.character_height(context.selected_objects, context.evaluated_depsgraph_get())
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        context.scene.dimo.character_height = height
+        self.report({"INFO"}, f"Character height {height:.2f}")
+        return {"FINISHED"}
+
+
+classes = (DIMO_OT_render_driving, DIMO_OT_render_reference, DIMO_OT_measure_character_height)
