@@ -12,7 +12,7 @@ import torch
 
 from dimo_engine.errors import InputError
 
-__all__ = ["HEIGHT_RANGE_M", "motion_at_height", "motion_height", "skeleton_span"]
+__all__ = ["HEIGHT_RANGE_M", "body_height", "motion_at_height", "motion_height", "skeleton_span"]
 
 HEIGHT_RANGE_M = (0.3, 3.0)
 # Bones whose lengths add up to a body's height, whatever its pose: each leg from the ankle to the pelvis (the two
@@ -42,6 +42,15 @@ def _height_per_span() -> float:
     up = build_mesh(BodyProportions()).vertices[:, 1]
     span = skeleton_span(torch.as_tensor(procedural_rest_joints(None)[:22], dtype=torch.float64))
     return float((up.max() - up.min()) / span)
+
+
+def body_height(betas, body_model=None) -> float:
+    """How tall the procedural body of shape `betas` stands, floor to crown (its mesh), in metres: a rendered
+    character's height, as an artist gives their own."""
+    from dimo_engine.body.body_model import load_body_model
+
+    up = (body_model or load_body_model()).rest_vertices(betas)[:, 1]
+    return float(up.max() - up.min())
 
 
 def motion_height(body_anchors: torch.Tensor) -> float:

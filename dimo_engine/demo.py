@@ -253,6 +253,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
     from dimo_engine.clips import load_clip
     from dimo_engine.driving import encode_driving
     from dimo_engine.frame_windows import DEFAULT_OVERLAP
+    from dimo_engine.character_height import body_height
     from dimo_engine.reenact import GenerationSettings, reenact
 
     out = Path(settings.out).expanduser()
@@ -290,6 +291,9 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
 
         with clock.stage("encode motion"):
             motion = encode_driving(pipe, driving, fps, source="the demo's driving clip")
+        # The reference character's own height, as an artist gives theirs: the driving person's is another.
+        if hasattr(pipe, "motion_at_height"):
+            generation.character_height = round(body_height(reference_plan.arrays["betas"], body_model), 3)
         with clock.stage("generate"):
             generated = reenact(pipe, reference, motion, [orbit], reference_camera=pipe.default_reference_camera(),
                                 settings=generation, on_progress=on_progress)[0]  # (F, H, W, 4) float RGBA layer
@@ -300,6 +304,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
                 "driving_appearance_seed": driving_plan.appearance_seed,
                 "reference_appearance_seed": reference_plan.appearance_seed,
                 "steps": settings.steps, "seed": settings.seed, "device": str(pipe.device),
+                "character_height": generation.character_height,
             }
             shutil.rmtree(render_root)
             shutil.rmtree(plan_dir)

@@ -214,10 +214,9 @@ def with_true_anchors(motion, joints: torch.Tensor, source: str):
 def character_height_of(clip) -> float:
     """The height a test clip's character stands, crown to floor (its body model mesh with the clip's betas): what an
     artist types as `character_height` for their own character."""
-    from dimo_engine.body.body_model import load_body_model
+    from dimo_engine.character_height import body_height
 
-    up = load_body_model().rest_vertices(clip.motion["betas"])[:, 1]
-    return float(up.max() - up.min())
+    return body_height(clip.motion["betas"])
 
 
 def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0,
