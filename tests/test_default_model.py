@@ -69,23 +69,29 @@ def held_out_clip(tmp_path_factory):
     return ClipDataset(root, "test")[0]
 
 
+def drawn_layer(shipped, clip, camera_name: str, reference=None, settings=None) -> np.ndarray:
+    """The shipped model's RGBA layer `(F, H, W, 4)` of the held-out clip's motion, seen from one of its cameras, with
+    the clip's own reference unless another is given: the calls `dimo generate` makes."""
+    from dimo_engine.driving import encode_driving
+    from dimo_engine.reenact import conform_camera, reenact
+
+    motion = encode_driving(shipped, clip.driving_view.frames(), clip.fps)
+    reference = clip.views["reference"].frames([0])[0] if reference is None else reference
+    camera = conform_camera(clip.views[camera_name].camera, motion.num_frames, float(shipped.config.fps))
+    return reenact(shipped, reference, motion, [camera], settings=settings)[0]
+
+
 @pytest.mark.blender
 @pytest.mark.slow
 def test_shipped_model_draws_the_person_from_the_driving_and_a_novel_camera(shipped, held_out_clip):
-    from dimo_engine.driving import encode_driving
-    from dimo_engine.reenact import conform_camera, reenact
     from training.evaluate_character import silhouette_iou
 
     clip = held_out_clip
-    motion = encode_driving(shipped, clip.driving_view.frames(), clip.fps)
-    reference = clip.views["reference"].frames([0])[0]
     ious = {}
     for name in ("driving", "novel_az090"):
-        view = clip.views[name]
-        camera = conform_camera(view.camera, motion.num_frames, float(shipped.config.fps))
-        frames = reenact(shipped, reference, motion, [camera])[0]
-        assert frames.shape == (motion.num_frames, 128, 128, 4)
-        truth = view.frames()[..., 3].astype(np.float32) / 255.0
+        frames = drawn_layer(shipped, clip, name)
+        assert frames.shape == (clip.num_frames, 128, 128, 4)
+        truth = clip.views[name].frames()[..., 3].astype(np.float32) / 255.0
         ious[name] = silhouette_iou(frames[..., 3], truth)
     # The shipped model scores 0.69 (driving) and 0.57 (novel +90) on the 8 test clips of docs/default_model.md, and
     # 0.44 / 0.43 on this one (earlier defaults: 0.43 / 0.46, 0.45 / 0.35); a model that draws no person scores
@@ -100,21 +106,17 @@ def test_shipped_model_draws_the_references_colours(shipped, held_out_clip):
     # G): the drawn person's mean colour follows each reference (the appearance stage). Measured: 3-8 units of 255
     # from the reference given against 20-25 from the other; the grey figure before the appearance stage: 15-20 from
     # both.
-    from dimo_engine.driving import encode_driving
-    from dimo_engine.reenact import conform_camera, reenact
     from training.evaluate_character import layer_uint8
 
     def person_colour(rgba):  # uint8 (..., 4) -> the mean RGB where alpha holds the person
         return rgba[..., :3][rgba[..., 3] > 127].mean(0)
 
     clip = held_out_clip
-    motion = encode_driving(shipped, clip.driving_view.frames(), clip.fps)
     reference = clip.views["reference"].frames([0])[0]
     turned = np.concatenate([reference[..., [2, 0, 1]], reference[..., 3:]], axis=-1)
     for name in ("driving", "novel_az090"):
-        camera = conform_camera(clip.views[name].camera, motion.num_frames, float(shipped.config.fps))
         for given, other in ((reference, turned), (turned, reference)):
-            drawn = person_colour(layer_uint8(reenact(shipped, given, motion, [camera])[0]))  # as PNGs hold it
+            drawn = person_colour(layer_uint8(drawn_layer(shipped, clip, name, given)))  # as PNGs hold it
             near, far = (np.linalg.norm(drawn - person_colour(image)) for image in (given, other))
             assert near < 0.5 * far, (name, near, far)
 
@@ -139,16 +141,11 @@ def test_the_pixel_locator_finds_a_renders_joints_and_follows_a_shifted_person(s
 def test_shipped_model_draws_the_character_as_tall_as_it_is_given(shipped, held_out_clip):
     # `character_height`: the same motion drawn for a 1.4 m and a 1.75 m character, from the driving camera; the drawn
     # person's height in pixels (the alpha's rows) follows the ratio of the two.
-    from dimo_engine.driving import encode_driving
-    from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
+    from dimo_engine.reenact import GenerationSettings
 
-    clip = held_out_clip
-    motion = encode_driving(shipped, clip.driving_view.frames(), clip.fps)
-    reference = clip.views["reference"].frames([0])[0]
-    camera = conform_camera(clip.views["driving"].camera, motion.num_frames, float(shipped.config.fps))
     drawn_rows = {}
     for height in (1.4, 1.75):
-        alpha = reenact(shipped, reference, motion, [camera], settings=GenerationSettings(character_height=height))[0][..., 3]
+        alpha = drawn_layer(shipped, held_out_clip, "driving", settings=GenerationSettings(character_height=height))[..., 3]
         rows = [np.flatnonzero((frame > 0.5).any(axis=1)) for frame in alpha]
         drawn_rows[height] = np.median([r[-1] - r[0] + 1 for r in rows if r.size])
     assert drawn_rows[1.4] / drawn_rows[1.75] == pytest.approx(1.4 / 1.75, abs=0.06), drawn_rows

@@ -183,13 +183,15 @@ def encoder_report(pipe, test_root, train_cache: str | None = None) -> dict:
     return report
 
 
-MOTION_SOURCES = ("encoded", "true_travel", "true_anchors")
+MOTION_SOURCES = ("encoded", "true_travel", "true_pose", "true_anchors")
 
 
 def with_true_anchors(motion, joints: torch.Tensor, source: str):
     """The error decomposition: `motion` with its anchors replaced, keeping the encoder's learned features.
 
-    "true_travel": the encoded pose (root-relative, turned by its own facing) placed at the true root;
+    "true_travel": the encoded pose (root-relative, turned by its own facing) placed at the true root; "true_pose":
+    the true pose (root-relative, at the encoded skeleton's size, turned by the encoded first frame's facing) placed
+    at the encoded root: what a perfect reading of the pose alone would give;
     "true_anchors": the true joints `(F, J, 3)` (character frame) as the anchors. "encoded" returns `motion` as is.
     """
     from dimo_engine.pipelines.pipeline_dimo import MotionTokens
@@ -202,6 +204,14 @@ def with_true_anchors(motion, joints: torch.Tensor, source: str):
     if source == "true_travel":
         anchors = body[0, :, :, -3:]
         body[0, :, :, -3:] = anchors - anchors[:, :1] + truth[:, :1]
+    elif source == "true_pose":
+        from dimo_engine.models.anchored_motion_encoder import body_facing, heading_rotation
+
+        anchors = body[0, :, :, -3:]
+        pose, true_pose = anchors - anchors[:, :1], truth - truth[:, :1]
+        size = pose.norm(dim=-1).mean() / true_pose.norm(dim=-1).mean()
+        turn = heading_rotation(body_facing(anchors[0])).T @ heading_rotation(body_facing(truth[0]))
+        body[0, :, :, -3:] = anchors[:, :1] + size * torch.einsum("ij,fkj->fki", turn, true_pose)
     elif source == "true_anchors":
         body[0, :, :, -3:] = truth
     else:
