@@ -229,27 +229,32 @@ def character_height_of(clip) -> float:
     return body_height(clip.motion["betas"])
 
 
+def scored_motion(pipe, clip, motion_source: str = "encoded", given_height: bool = False):
+    """The motion a test clip is scored with: its driving view encoded, parts swapped for the truth by `motion_source`
+    (`with_true_anchors`), and scaled to its character's height when `given_height` (what `character_height` does in
+    `reenact`, done here so the motion's own joint error is the drawn motion's)."""
+    from dimo_engine.driving import encode_driving
+
+    motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps)
+    motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
+    return pipe.motion_at_height(motion, character_height_of(clip)) if given_height else motion
+
+
 def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0,
                  motion_source: str = "encoded", given_height: bool = False) -> dict:
     """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures.
     `motion_source` other than "encoded" replaces the motion's anchors by the truth (`with_true_anchors`), to
     measure how much of the error the generator, the pose and the root's travel each cost. `given_height`: each
     clip's character height is given (`GenerationSettings.character_height`), as an artist gives their character's."""
-    from dimo_engine.driving import encode_driving
     from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
 
     per_kind: dict[str, dict[str, list[float]]] = {}
     sheet_rows = []
     for clip in benchmark_clips(test_root, max_clips):
         driving = clip.driving_view.frames()
-        motion = encode_driving(pipe, driving, clip.fps)
-        motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
+        motion = scored_motion(pipe, clip, motion_source, given_height)
         reference = clip.views["reference"].frames([0])[0]
-        settings = GenerationSettings(num_inference_steps=steps,
-                                      character_height=character_height_of(clip) if given_height else None)
-        if given_height:  # scaled here too, so the motion's joint error below is that of the motion drawn
-            motion = pipe.motion_at_height(motion, settings.character_height)
-            settings.character_height = None
+        settings = GenerationSettings(num_inference_steps=steps)
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
@@ -293,15 +298,11 @@ def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int
     """Per target kind and for novel >= 90: silhouette IoU of the body proxy alone (`character_layer.body_proxy`
     drawn from the motion's anchors in each target camera, its crop box as the layer's, pasted into the frame)."""
     from dimo_engine.character_layer import body_proxy, paste_crops
-    from dimo_engine.driving import encode_driving
     from dimo_engine.reenact import conform_camera
 
     per_kind: dict[str, list[float]] = {}
     for clip in benchmark_clips(test_root, max_clips):
-        motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps)
-        motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
-        if given_height:
-            motion = pipe.motion_at_height(motion, character_height_of(clip))
+        motion = scored_motion(pipe, clip, motion_source, given_height)
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
