@@ -7,19 +7,17 @@ import torch
 
 from dimo_engine.body.body_model import load_body_model
 from dimo_engine.body.motions import generate_motion
-from dimo_engine.character_height import ENCODED_HEIGHT_BIAS, motion_at_height, motion_height
+from dimo_engine.character_height import ENCODED_HEIGHT_BIAS, body_height, motion_at_height, motion_height
 from dimo_engine.errors import InputError
 from dimo_engine.pipelines.pipeline_dimo import MotionTokens
 from dimo_engine.reenact import GenerationSettings, reenact
 
 
-def posed_joints(family: str, betas) -> tuple[torch.Tensor, float]:
+def posed_joints(family: str, betas, frames: int = 9) -> tuple[torch.Tensor, float]:
     """A procedural motion's body joints `(F, 22, 3)` for `betas`, and that body's mesh height (floor to crown)."""
     body = load_body_model()
-    motion = generate_motion(family, seed=3, num_frames=9, fps=12.0, betas=betas)
-    joints, _ = body.forward(motion)
-    up = body.rest_vertices(betas)[:, 1]
-    return torch.from_numpy(joints[:, :22]).float(), float(up.max() - up.min())
+    joints, _ = body.forward(generate_motion(family, seed=3, num_frames=frames, fps=12.0, betas=betas))
+    return torch.from_numpy(joints[:, :22]).float(), body_height(betas, body)
 
 
 @pytest.mark.parametrize("family", ["squat", "walk", "reach"])
@@ -72,8 +70,7 @@ def test_a_job_draws_the_motion_at_the_height_it_was_given():
 
     pipe = create_character_pipeline(seed=0)
     pipe.set_progress_bar_config(disable=True)
-    joints, _ = posed_joints("squat", np.zeros(10))
-    motion = tokens(joints[: pipe.config.num_frames].repeat(2, 1, 1)[: pipe.config.num_frames])
+    motion = tokens(posed_joints("squat", np.zeros(10), frames=pipe.config.num_frames)[0])
     camera = static_view(0.0, 10.0, motion.num_frames, float(pipe.config.fps), 64, 64)
     recording = Recording(pipe)
     reference = np.zeros((64, 64, 4), np.uint8)
