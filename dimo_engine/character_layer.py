@@ -129,6 +129,14 @@ def body_proxy(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Te
     `(N, >=22, 3)` (character frame): capsules around the bones (`PROXY_RADII`, metres), each end's radius turned
     into pixels by its own depth, so the proxy grows as the camera comes closer and thins with the crop box.
     -> coverage `(N, 1, size, size)` in [0, 1]. The generator draws the character's own shape from it."""
+    return capsule_coverage(*proxy_capsules(anchors, K, world_to_camera, boxes, size), size)
+
+
+def proxy_capsules(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor, boxes: torch.Tensor,
+                   size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The body proxy's capsules in a target camera's crop, from body anchors `(N, >=22, 3)` (character frame):
+    segment ends `a`, `b` `(N, G, 2)` and their radii `(N, G)` in crop pixels (0 behind the camera), what
+    `capsule_coverage` draws. Differentiable in the anchors."""
     radii = torch.tensor(PROXY_RADII, dtype=anchors.dtype, device=anchors.device)
     starts, ends = proxy_segments(anchors[:, :22])
     count = starts.shape[1]
@@ -140,7 +148,7 @@ def body_proxy(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Te
     in_front = depth > 1e-3
     radius_px = torch.cat([radii[:, 0], radii[:, 1]])[None] * focal[:, None] / depth.clamp_min(1e-3) * to_crop[:, None]
     radius_px = torch.where(in_front, radius_px, torch.zeros_like(radius_px))
-    return capsule_coverage(crop_uv[:, :count], crop_uv[:, count:], radius_px[:, :count], radius_px[:, count:], size)
+    return crop_uv[:, :count], crop_uv[:, count:], radius_px[:, :count], radius_px[:, count:]
 
 
 @torch.no_grad()

@@ -152,6 +152,28 @@ def test_body_proxy_covers_the_body_grows_as_the_camera_comes_closer_and_draws_n
     assert float(body_proxy(body, K, behind, torch.tensor([[0.0, 0.0, 128.0, 128.0]]), 64).max()) == 0.0
 
 
+def test_the_silhouette_loss_draws_the_proxys_capsules_is_least_at_the_true_body_and_pulls_a_shifted_one_back():
+    from dimo_engine.character_layer import PROXY_EDGE_PX, body_proxy, capsule_coverage, proxy_capsules
+    from training.losses import silhouette_loss, soft_capsules
+
+    body = torch.stack([standing_body(), standing_body(turn_deg=20.0)])  # (2, 22, 3): two frames
+    K = torch.tensor(intrinsics_from_fov(40.0, 128, 128), dtype=torch.float32).expand(2, 3, 3)
+    world_to_camera = torch.linalg.inv(camera_to_world(30.0, 4.0)).expand(2, 4, 4)
+    whole = torch.tensor([[0.0, 0.0, 128.0, 128.0]]).expand(2, 4)
+    capsules = proxy_capsules(body, K, world_to_camera, whole, 64)
+    # the same capsules as the drawn proxy, with autograd
+    assert torch.allclose(soft_capsules(*capsules, 64, edge=PROXY_EDGE_PX), capsule_coverage(*capsules, 64).flatten(1),
+                          atol=1e-6)
+    alpha = (body_proxy(body, K, world_to_camera, whole, 128)[:, 0] > 0.5).float()  # a person the proxy fits exactly
+    at_truth, iou = silhouette_loss(body, K, world_to_camera, alpha, 40)
+    assert float(iou) > 0.9
+    shifted = (body + torch.tensor([0.15, 0.0, 0.0])).requires_grad_(True)
+    loss, shifted_iou = silhouette_loss(shifted, K, world_to_camera, alpha, 40)
+    assert float(loss.detach()) > float(at_truth) + 0.1 and float(shifted_iou) < float(iou)
+    loss.backward()
+    assert float(shifted.grad[..., 0].sum()) > 0  # descending the loss moves the body back towards -X, where it was
+
+
 def test_smoothing_in_time_keeps_a_still_signal_and_calms_a_shaky_one():
     from dimo_engine.models.anchored_motion_encoder import smooth_in_time
 
@@ -772,3 +794,31 @@ def test_the_colour_error_is_read_where_both_layers_hold_the_person_next_to_a_gr
     assert colour == pytest.approx((0 * 8 + 2 / 3 * 8) / 16)  # the spill outside the true person is not read
     assert grey == pytest.approx(0.5)
     assert person_colour_error(np.zeros_like(generated), truth) == (pytest.approx(float("nan"), nan_ok=True),) * 2
+
+
+@pytest.mark.slow
+def test_a_silhouette_stage_trains_only_the_body_encoders_geometry_resumes_identically_and_exports(clips, tmp_path):
+    from training.train_character import SILHOUETTE_MODULES, module_weights, train_stage
+
+    shipped = create_character_pipeline(seed=5)
+    save_pipeline(shipped, tmp_path / "shipped")
+    with pytest.raises(InputError, match="set init_from"):
+        train_stage(_config(clips, tmp_path / "nothing", silhouette_steps=1), "silhouette")
+    settings = {"silhouette_steps": 2, "silhouette_lr": 1e-3, "silhouette_clips": 1, "silhouette_frames": 3,
+                "silhouette_cells": 16, "init_from": tmp_path / "shipped"}
+    last = train_stage(_config(clips, tmp_path / "full", **settings), "silhouette")
+    assert {"silhouette", "silhouette_iou", "anchors", "total"} <= set(last)
+    train_stage(_config(clips, tmp_path / "split", pause_at_step=1, **settings), "silhouette")
+    train_stage(_config(clips, tmp_path / "split", **settings), "silhouette")  # continues at step 1
+    full = torch.load(tmp_path / "full" / "silhouette_checkpoint.pt", weights_only=False)["models"]
+    split = torch.load(tmp_path / "split" / "silhouette_checkpoint.pt", weights_only=False)["models"]
+    before = module_weights(shipped)
+    for name in ("body_encoder", "hand_encoder", "generator"):
+        for key, value in before[name].items():
+            torch.testing.assert_close(split[name][key], full[name][key], msg=f"{name}.{key}")
+            if not torch.equal(full[name][key], value):  # only the body encoder's geometry trains
+                assert name == "body_encoder" and key.split(".")[0] in SILHOUETTE_MODULES, f"{name}.{key} changed"
+    changed = [key for key, value in before["body_encoder"].items() if not torch.equal(full["body_encoder"][key], value)]
+    assert {key.split(".")[0] for key in changed} >= {"decoder", "root_head"}
+    exported = load_pipeline(tmp_path / "full" / "silhouette_pipeline", device="cpu")
+    torch.testing.assert_close(exported.body_encoder.state_dict()["root_head.weight"], full["body_encoder"]["root_head.weight"])

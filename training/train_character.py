@@ -10,6 +10,9 @@ config (TOML -> `CharacterTrainConfig`) -> cached clips in memory -> models -> l
 
 - stage "appearance" (tried, not shipped): the joint stage's models, the generator also reading the reference's colours
   splatted at the target.
+- stage "silhouette": a pipeline folder's body encoder, its geometry heads only (the features the generator reads stay
+  as they are), trained through the whole inference path (mirror averaging, the root's track, the character frame) so
+  the body proxy drawn from a clip's anchors covers the person in the clip's other views (`silhouette_step`).
 
 The benchmark's baselines and ablations are settings of the same stages (docs/benchmark.md has the commands):
 `motion_signal` "pose2d" / "noisy3d" (the joint stage only: the same generator, data, losses and schedule, given the
@@ -42,9 +45,10 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from blender_addon.core.atomic_io import atomic_write
 from dimo_engine.character_layer import crop_boxes
 from dimo_engine.errors import InputError
-from dimo_engine.models.anchored_motion_encoder import GEOMETRIES, turned_anchors
+from dimo_engine.models.anchored_motion_encoder import GEOMETRIES, box_features, turned_anchors, view_frame_targets
 from dimo_engine.pipelines.pipeline_dimo_character import (
     MOTION_SIGNALS,
+    clip_anchors,
     create_character_pipeline,
     mirrored_geometry,
     motion_from_crops,
@@ -54,10 +58,13 @@ from dimo_engine.pipelines.pipeline_dimo_character import (
 from training.baselines import noisy_reconstruction
 from training.character_data import CharacterExamples, build_character_cache, composite_over_background
 from training.config import Count, NonNegative, Positive, Ratio, validation_problem
-from training.losses import annealed_weight
+from training.losses import annealed_weight, silhouette_loss
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-STAGES = ("encoders", "joint", "appearance")
+STAGES = ("encoders", "joint", "appearance", "silhouette")
+# the body encoder's geometry, which the silhouette stage trains: the integral decoder (2D joints and depths), the lift,
+# the anchors' residual and the root (not the backbone or trunk, which the tokens' features come from)
+SILHOUETTE_MODULES = ("decoder", "lift_head", "anchor_head", "root_head")
 ENCODER_MODULES = ("body_encoder", "hand_encoder")
 TRAINED_MODULES = (*ENCODER_MODULES, "generator")
 
@@ -115,6 +122,16 @@ class CharacterTrainConfig:
     appearance_steps: Positive = 1200
     appearance_lr: NonNegative = 3e-4
     appearance_encoder_lr: NonNegative = 5e-5
+    # stage "silhouette" (continues `init_from`): per step `silhouette_clips` clips, each read from its driving view or
+    # a still one, scored in `silhouette_views` of its views on `silhouette_frames` frames at `silhouette_cells` cells
+    # a side, with the view-frame anchor loss (metres) weighted `silhouette_anchor_weight` beside the silhouettes
+    silhouette_steps: Positive = 1000
+    silhouette_lr: NonNegative = 3e-5
+    silhouette_clips: Positive = 2
+    silhouette_views: Positive = 3
+    silhouette_frames: Positive = 6
+    silhouette_cells: Positive = 40
+    silhouette_anchor_weight: NonNegative = 2.0
     # pair kinds of the joint stage, mixed by these weights (`pair_ratios`); same view only: 1, 0, 0
     same_view_ratio: Ratio = 0.3
     cross_view_ratio: Ratio = 0.5
@@ -380,11 +397,20 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     torch.set_num_threads(config.threads)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if stage == "silhouette" and not config.init_from:
+        raise InputError("the silhouette stage continues a trained pipeline; set init_from to its folder (e.g. "
+                         "dimo_engine/weights/default or runs/character_look/appearance_pipeline).")
     examples = CharacterExamples([build_character_cache(folder, "train") for folder in dataset_folders(config)], ratios)
-    pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy,
-                                     motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
+    if stage == "silhouette":
+        pipe = silhouette_pipeline(config.init_from)
+    else:
+        pipe = create_character_pipeline(seed=config.seed, appearance=stage == "appearance", body_proxy=config.body_proxy,
+                                         motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
     checkpoint = _checkpoint_path(config, stage)
-    if stage == "appearance":
+    if stage == "silhouette":
+        parameters = [{"params": silhouette_parameters(pipe), "lr": config.silhouette_lr}]
+        max_steps = config.silhouette_steps
+    elif stage == "appearance":
         if not checkpoint.is_file():
             _load_models(pipe, {"models": appearance_start_weights(config, pipe)})
         parameters = [{"params": pipe.generator.parameters(), "lr": config.appearance_lr}]
@@ -441,7 +467,9 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
             decay = 0.5 * (1 + math.cos(math.pi * step / max_steps))
             for group, rate in zip(optimizer.param_groups, base_rates):
                 group["lr"] = rate * warmup * (0.1 + 0.9 * decay)
-            if stage == "encoders":
+            if stage == "silhouette":
+                losses = silhouette_step(pipe, examples, rng, config)
+            elif stage == "encoders":
                 losses = encoder_step(pipe, examples.batch(rng, config.encoder_batch, with_targets=False),
                                       augmentation, generator, config.mirror_ratio)
             else:
@@ -472,9 +500,62 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     finally:
         signal.signal(signal.SIGTERM, previous)
         _save_checkpoint(checkpoint, pipe, optimizer, step, log)
-    if stage in ("joint", "appearance") and step >= max_steps:
-        export(pipe, out_dir / ("pipeline" if stage == "joint" else "appearance_pipeline"))
+    if stage != "encoders" and step >= max_steps:
+        export(pipe, out_dir / f"{'' if stage == 'joint' else stage + '_'}pipeline")
     return log[-1] if log else {}
+
+
+def silhouette_pipeline(folder: str):
+    """The pipeline folder the silhouette stage continues, as it is (its generator's inputs included)."""
+    pipe = trained_pipeline(folder, "dimo")
+    if pipe.body_encoder.config.geometry != "integral":
+        raise InputError(f"init_from={folder}: the silhouette stage trains an integral body encoder's geometry heads; "
+                         f"this folder's body encoder reads its geometry {pipe.body_encoder.config.geometry!r}.")
+    return pipe
+
+
+def silhouette_parameters(pipe) -> list[torch.nn.Parameter]:
+    """The body encoder's geometry (`SILHOUETTE_MODULES`), the only weights the silhouette stage changes."""
+    for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
+        module.requires_grad_(False)
+    parameters = []
+    for name in SILHOUETTE_MODULES:
+        module = getattr(pipe.body_encoder, name)
+        module.requires_grad_(True)
+        parameters.extend(module.parameters())
+    return parameters
+
+
+def silhouette_step(pipe, examples: CharacterExamples, rng: np.random.Generator,
+                    config: CharacterTrainConfig) -> dict[str, torch.Tensor]:
+    """One step of the silhouette stage. Each clip is read as `dimo generate` reads a driving video (its driving view
+    or a still one: the whole clip, mirror-averaged, the root from its 2D track, in the character frame), and the body
+    proxy drawn from those anchors is scored against the true silhouette in some of the clip's views, moving cameras
+    included (`losses.silhouette_loss`); the view-frame anchors keep their joint loss beside it."""
+    totals: dict[str, torch.Tensor] = {}
+    for _ in range(config.silhouette_clips):
+        record = examples.clips[int(rng.integers(len(examples)))]
+        views = record["views"]
+        still = [i for i, view in enumerate(views) if view["kind"] in ("driving", "static")]
+        driving = views[still[int(rng.integers(len(still)))]]
+        crops = composite_over_background(driving["driving_crops"].float() / 255.0)  # (T, 3, 64, 64)
+        count = crops.shape[0]
+        boxes = driving["driving_box"].expand(count, 4)
+        body = pipe.mirror_averaged(crops[None], box_features(boxes, record["width"], record["height"])[None])
+        anchors = clip_anchors(body, boxes, record["width"])[0]  # (T, 22, 3) character frame
+        frames = torch.from_numpy(np.sort(rng.choice(count, min(config.silhouette_frames, count), replace=False)))
+        scored = rng.choice(len(views), min(config.silhouette_views, len(views)), replace=False)
+        silhouettes = [silhouette_loss(anchors[frames], views[v]["K"][frames], views[v]["world_to_camera"][frames],
+                                       views[v]["frames"][frames, 3].float() / 255.0, config.silhouette_cells)
+                       for v in scored]
+        targets, _ = view_frame_targets(record["joints"][:, :22], driving["camera_to_world"])
+        losses = {"silhouette": torch.stack([loss for loss, _ in silhouettes]).mean(),
+                  "silhouette_iou": torch.stack([iou for _, iou in silhouettes]).mean(),
+                  "anchors": (body["anchors"][0] - targets).norm(dim=-1).mean()}
+        losses["total"] = losses["silhouette"] + config.silhouette_anchor_weight * losses["anchors"]
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0) + value / config.silhouette_clips
+    return totals
 
 
 def joint_parameter_groups(pipe, config: CharacterTrainConfig) -> list[dict]:
@@ -560,6 +641,11 @@ def appearance_start_weights(config: CharacterTrainConfig, pipe) -> dict[str, di
 def pipeline_weights(folder: str, motion_signal: str | None = None) -> dict[str, dict]:
     """The trained modules' weights of a pipeline folder by name (`module_weights`); with `motion_signal`, a folder
     trained with another signal is refused (its generator learned to read other maps)."""
+    return module_weights(trained_pipeline(folder, motion_signal))
+
+
+def trained_pipeline(folder: str, motion_signal: str | None = None):
+    """A pipeline folder loaded on the CPU; with `motion_signal`, one trained with another signal is refused."""
     from dimo_engine.cli.model_args import check_model_folder
     from dimo_engine.pipelines import load_pipeline
 
@@ -569,7 +655,7 @@ def pipeline_weights(folder: str, motion_signal: str | None = None) -> dict[str,
     if motion_signal is not None and trained_with != motion_signal:
         raise InputError(f"init_from={folder} was trained with motion_signal={trained_with}, not {motion_signal}; start "
                          f"from a folder of the same signal, or from none.")
-    return module_weights(pipe)
+    return pipe
 
 
 def retrained_encoders(path: str) -> dict[str, dict]:

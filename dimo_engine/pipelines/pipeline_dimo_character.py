@@ -109,6 +109,19 @@ def motion_from_crops(body_encoder: AnchoredMotionEncoder, hand_encoder: Anchore
     return body
 
 
+def clip_anchors(body: dict[str, torch.Tensor], boxes: torch.Tensor, width: int) -> torch.Tensor:
+    """The body encoder's readings of one whole driving clip ("anchors", "root", "joints_2d", each `(1, T, ...)`) in
+    its crop boxes `(T, 4)` (frame pixels) of a frame `width` pixels wide -> the body's anchors in the character
+    frame `(1, T, 22, 3)`: the pose smoothed in time, the root's travel from the clip's 2D track (`root_from_track`,
+    not from single crops), turned by the body's own facing at frame 0. Differentiable: the silhouette stage trains
+    the encoder through it."""
+    side = (boxes[:, 2] - boxes[:, 0])[:, None, None]
+    joints_px = body["joints_2d"][0] * side + boxes[:, None, :2]
+    pose = smooth_in_time(body["anchors"][0], POSE_SMOOTHING_FRAMES)  # (T, 22, 3) root-relative, view frame
+    root = root_from_track(joints_px, pose, body["root"][0], width, SCALE_SMOOTHING_FRAMES)[None]  # (1, T, 3)
+    return character_frame_anchors(pose[None], root)
+
+
 def token_anchors(body_anchors: torch.Tensor) -> torch.Tensor:
     """Anchors of all 24 tokens `(..., 24, 3)` from the 22 body anchors: each hand token sits at its wrist."""
     return torch.cat([body_anchors, body_anchors[..., list(WRISTS), :]], dim=-2)
@@ -208,14 +221,8 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
             outputs.append(body)
         body = {key: torch.cat([o[key] for o in outputs], dim=1) for key in ("anchors", "root", "joints_2d", "features",
                                                                             "hand_features")}
-        boxes = torch.tensor(box, dtype=torch.float32).expand(frames.shape[0], 4)
-        # The root's travel comes from the clip's 2D track, not from single crops (root_from_track).
-        side = (boxes[:, 2] - boxes[:, 0])[:, None, None].to(device)
-        joints_px = body["joints_2d"][0] * side + boxes[:, None, :2].to(device)
-        pose = smooth_in_time(body["anchors"][0], POSE_SMOOTHING_FRAMES)  # (T, 22, 3) root-relative, view frame
-        root = root_from_track(joints_px, pose, body["root"][0], width, SCALE_SMOOTHING_FRAMES)[None]  # (1, T, 3)
-        anchors = character_frame_anchors(pose[None], root)  # (1, T, 22, 3)
-        all_anchors = token_anchors(anchors)
+        boxes = torch.tensor(box, dtype=torch.float32).expand(frames.shape[0], 4).to(device)
+        all_anchors = token_anchors(clip_anchors(body, boxes, width))
         tokens = torch.cat([torch.cat([body["features"], body["hand_features"]], dim=2), all_anchors], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
 
