@@ -8,8 +8,8 @@ config (TOML -> `CharacterTrainConfig`) -> cached clips in memory -> models -> l
   generation loss; the geometric supervision (anchors, rotations) is annealed to exactly 0 by `aux_end_step`, after
   which the tokens are free. Pairs are same view, cross view and moving camera.
 
-- stage "appearance" (tried, not shipped): the joint stage's models, the generator also reading the reference's colours
-  splatted at the target.
+- stage "appearance": the joint stage's models, the generator also reading the reference's colours splatted at the
+  target.
 - stage "silhouette": a pipeline folder's body encoder, its geometry heads only (the features the generator reads stay
   as they are), trained through the whole inference path (mirror averaging, the root's track, the character frame) so
   the body proxy drawn from a clip's anchors covers the person in the clip's other views (`silhouette_step`).
