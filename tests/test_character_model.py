@@ -822,3 +822,20 @@ def test_a_silhouette_stage_trains_only_the_body_encoders_geometry_resumes_ident
     assert {key.split(".")[0] for key in changed} >= {"decoder", "root_head"}
     exported = load_pipeline(tmp_path / "full" / "silhouette_pipeline", device="cpu")
     torch.testing.assert_close(exported.body_encoder.state_dict()["root_head.weight"], full["body_encoder"]["root_head.weight"])
+
+
+@pytest.mark.slow
+def test_silhouette_modules_choose_which_parts_of_the_body_encoder_train(clips, tmp_path):
+    from training.train_character import module_weights, train_stage
+
+    shipped = create_character_pipeline(seed=5)
+    save_pipeline(shipped, tmp_path / "shipped")
+    settings = {"silhouette_steps": 1, "silhouette_lr": 1e-3, "silhouette_clips": 1, "silhouette_frames": 3,
+                "silhouette_cells": 16, "init_from": tmp_path / "shipped"}
+    with pytest.raises(InputError, match="silhouette_modules='trunk,heads'"):
+        train_stage(_config(clips, tmp_path / "typo", silhouette_modules="trunk,heads", **settings), "silhouette")
+    train_stage(_config(clips, tmp_path / "trunk", silhouette_modules="trunk,root_head", **settings), "silhouette")
+    trained = torch.load(tmp_path / "trunk" / "silhouette_checkpoint.pt", weights_only=False)["models"]["body_encoder"]
+    changed = {key.split(".")[0] for key, value in module_weights(shipped)["body_encoder"].items()
+               if not torch.equal(trained[key], value)}
+    assert changed == {"trunk", "root_head"}

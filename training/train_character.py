@@ -62,9 +62,11 @@ from training.losses import annealed_weight, silhouette_loss
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STAGES = ("encoders", "joint", "appearance", "silhouette")
-# the body encoder's geometry, which the silhouette stage trains: the integral decoder (2D joints and depths), the lift,
-# the anchors' residual and the root (not the backbone or trunk, which the tokens' features come from)
+# the body encoder's geometry, which the silhouette stage trains by default: the integral decoder (2D joints and
+# depths), the lift, the anchors' residual and the root (not the backbone or trunk, which the tokens' features come from)
 SILHOUETTE_MODULES = ("decoder", "lift_head", "anchor_head", "root_head")
+# what `silhouette_modules` may name besides: the shared trunk (the tokens' features move with it) and the backbone
+SILHOUETTE_TRAINABLE = (*SILHOUETTE_MODULES, "trunk", "backbone")
 ENCODER_MODULES = ("body_encoder", "hand_encoder")
 TRAINED_MODULES = (*ENCODER_MODULES, "generator")
 
@@ -132,6 +134,8 @@ class CharacterTrainConfig:
     silhouette_frames: Positive = 6
     silhouette_cells: Positive = 40
     silhouette_anchor_weight: NonNegative = 2.0
+    # the body encoder's parts the stage trains (`SILHOUETTE_TRAINABLE`): a TOML list, or names joined by commas in --set
+    silhouette_modules: str | list[str] = ",".join(SILHOUETTE_MODULES)
     # pair kinds of the joint stage, mixed by these weights (`pair_ratios`); same view only: 1, 0, 0
     same_view_ratio: Ratio = 0.3
     cross_view_ratio: Ratio = 0.5
@@ -400,6 +404,8 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     if stage == "silhouette" and not config.init_from:
         raise InputError("the silhouette stage continues a trained pipeline; set init_from to its folder (e.g. "
                          "dimo_engine/weights/default or runs/character_look/appearance_pipeline).")
+    if stage == "silhouette":
+        silhouette_modules(config)  # a misspelt part is refused before the clips are cached
     examples = CharacterExamples([build_character_cache(folder, "train") for folder in dataset_folders(config)], ratios)
     if stage == "silhouette":
         pipe = silhouette_pipeline(config.init_from)
@@ -408,7 +414,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                                          motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
     checkpoint = _checkpoint_path(config, stage)
     if stage == "silhouette":
-        parameters = [{"params": silhouette_parameters(pipe), "lr": config.silhouette_lr}]
+        parameters = [{"params": silhouette_parameters(pipe, silhouette_modules(config)), "lr": config.silhouette_lr}]
         max_steps = config.silhouette_steps
     elif stage == "appearance":
         if not checkpoint.is_file():
@@ -514,12 +520,24 @@ def silhouette_pipeline(folder: str):
     return pipe
 
 
-def silhouette_parameters(pipe) -> list[torch.nn.Parameter]:
-    """The body encoder's geometry (`SILHOUETTE_MODULES`), the only weights the silhouette stage changes."""
+def silhouette_modules(config: CharacterTrainConfig) -> list[str]:
+    """The body encoder's parts the silhouette stage trains (`silhouette_modules`); InputError for an unknown name."""
+    names = config.silhouette_modules
+    names = [name.strip() for name in (names if isinstance(names, list) else names.split(",")) if name.strip()]
+    unknown = [name for name in names if name not in SILHOUETTE_TRAINABLE]
+    if unknown or not names:
+        raise InputError(f"silhouette_modules={config.silhouette_modules!r}: name one or more of "
+                         f"{', '.join(SILHOUETTE_TRAINABLE)} (the body encoder's parts the silhouette stage trains).")
+    return names
+
+
+def silhouette_parameters(pipe, names=SILHOUETTE_MODULES) -> list[torch.nn.Parameter]:
+    """The body encoder's parts `names` (by default its geometry, `SILHOUETTE_MODULES`), the only weights the
+    silhouette stage changes."""
     for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
         module.requires_grad_(False)
     parameters = []
-    for name in SILHOUETTE_MODULES:
+    for name in names:
         module = getattr(pipe.body_encoder, name)
         module.requires_grad_(True)
         parameters.extend(module.parameters())
