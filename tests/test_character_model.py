@@ -796,16 +796,21 @@ def test_the_colour_error_is_read_where_both_layers_hold_the_person_next_to_a_gr
     assert person_colour_error(np.zeros_like(generated), truth) == (pytest.approx(float("nan"), nan_ok=True),) * 2
 
 
+def _silhouette_start(tmp_path, steps):
+    """A saved pipeline for a silhouette stage to continue, and the small stage's settings that continue it."""
+    shipped = create_character_pipeline(seed=5)
+    save_pipeline(shipped, tmp_path / "shipped")
+    return shipped, {"silhouette_steps": steps, "silhouette_lr": 1e-3, "silhouette_clips": 1, "silhouette_frames": 3,
+                     "silhouette_cells": 16, "init_from": tmp_path / "shipped"}
+
+
 @pytest.mark.slow
 def test_a_silhouette_stage_trains_only_the_body_encoders_geometry_resumes_identically_and_exports(clips, tmp_path):
     from training.train_character import SILHOUETTE_MODULES, module_weights, train_stage
 
-    shipped = create_character_pipeline(seed=5)
-    save_pipeline(shipped, tmp_path / "shipped")
+    shipped, settings = _silhouette_start(tmp_path, steps=2)
     with pytest.raises(InputError, match="set init_from"):
         train_stage(_config(clips, tmp_path / "nothing", silhouette_steps=1), "silhouette")
-    settings = {"silhouette_steps": 2, "silhouette_lr": 1e-3, "silhouette_clips": 1, "silhouette_frames": 3,
-                "silhouette_cells": 16, "init_from": tmp_path / "shipped"}
     last = train_stage(_config(clips, tmp_path / "full", **settings), "silhouette")
     assert {"silhouette", "silhouette_iou", "anchors", "total"} <= set(last)
     train_stage(_config(clips, tmp_path / "split", pause_at_step=1, **settings), "silhouette")
@@ -828,10 +833,7 @@ def test_a_silhouette_stage_trains_only_the_body_encoders_geometry_resumes_ident
 def test_silhouette_modules_choose_which_parts_of_the_body_encoder_train(clips, tmp_path):
     from training.train_character import module_weights, train_stage
 
-    shipped = create_character_pipeline(seed=5)
-    save_pipeline(shipped, tmp_path / "shipped")
-    settings = {"silhouette_steps": 1, "silhouette_lr": 1e-3, "silhouette_clips": 1, "silhouette_frames": 3,
-                "silhouette_cells": 16, "init_from": tmp_path / "shipped"}
+    shipped, settings = _silhouette_start(tmp_path, steps=1)
     with pytest.raises(InputError, match="silhouette_modules='trunk,heads'"):
         train_stage(_config(clips, tmp_path / "typo", silhouette_modules="trunk,heads", **settings), "silhouette")
     train_stage(_config(clips, tmp_path / "trunk", silhouette_modules="trunk,root_head", **settings), "silhouette")
