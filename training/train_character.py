@@ -177,10 +177,15 @@ class CharacterTrainConfig:
             raise InputError(f"{path}: setting {key}={problem.get('input')!r}: {validation_problem(error)}.") from None
 
 
+def listed(value: str | list[str]) -> list[str]:
+    """A setting that names several things: a TOML list, or names joined by commas (`--set`), blanks dropped."""
+    names = value if isinstance(value, list) else value.split(",")
+    return [name.strip() for name in names if name.strip()]
+
+
 def dataset_folders(config: CharacterTrainConfig) -> list[str]:
     """The clip dataset folders a run trains on (`dataset`: one folder, a list, or folders joined by commas)."""
-    folders = config.dataset if isinstance(config.dataset, list) else config.dataset.split(",")
-    folders = [folder.strip() for folder in folders if folder.strip()]
+    folders = listed(config.dataset)
     if not folders:
         raise InputError("dataset names no folder; give a clip dataset folder (dimo render-clips --out), e.g. data/clips.")
     return folders
@@ -405,7 +410,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
         raise InputError("the silhouette stage continues a trained pipeline; set init_from to its folder (e.g. "
                          "dimo_engine/weights/default or runs/character_look/appearance_pipeline).")
     if stage == "silhouette":
-        silhouette_modules(config)  # a misspelt part is refused before the clips are cached
+        trained_parts = silhouette_modules(config)  # a misspelt part is refused before the clips are cached
     examples = CharacterExamples([build_character_cache(folder, "train") for folder in dataset_folders(config)], ratios)
     if stage == "silhouette":
         pipe = silhouette_pipeline(config.init_from)
@@ -414,7 +419,7 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
                                          motion_signal=config.motion_signal, encoder_geometry=config.encoder_geometry)
     checkpoint = _checkpoint_path(config, stage)
     if stage == "silhouette":
-        parameters = [{"params": silhouette_parameters(pipe, silhouette_modules(config)), "lr": config.silhouette_lr}]
+        parameters = [{"params": silhouette_parameters(pipe, trained_parts), "lr": config.silhouette_lr}]
         max_steps = config.silhouette_steps
     elif stage == "appearance":
         if not checkpoint.is_file():
@@ -522,8 +527,7 @@ def silhouette_pipeline(folder: str):
 
 def silhouette_modules(config: CharacterTrainConfig) -> list[str]:
     """The body encoder's parts the silhouette stage trains (`silhouette_modules`); InputError for an unknown name."""
-    names = config.silhouette_modules
-    names = [name.strip() for name in (names if isinstance(names, list) else names.split(",")) if name.strip()]
+    names = listed(config.silhouette_modules)
     unknown = [name for name in names if name not in SILHOUETTE_TRAINABLE]
     if unknown or not names:
         raise InputError(f"silhouette_modules={config.silhouette_modules!r}: name one or more of "
