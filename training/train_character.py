@@ -406,11 +406,11 @@ def train_stage(config: CharacterTrainConfig, stage: str) -> dict:
     torch.set_num_threads(config.threads)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if stage == "silhouette" and not config.init_from:
-        raise InputError("the silhouette stage continues a trained pipeline; set init_from to its folder (e.g. "
-                         "dimo_engine/weights/default or runs/character_look/appearance_pipeline).")
-    if stage == "silhouette":
-        trained_parts = silhouette_modules(config)  # a misspelt part is refused before the clips are cached
+    if stage == "silhouette":  # refused before the clips are cached: no folder to continue, a misspelt part
+        if not config.init_from:
+            raise InputError("the silhouette stage continues a trained pipeline; set init_from to its folder (e.g. "
+                             "dimo_engine/weights/default or runs/character_look/appearance_pipeline).")
+        trained_parts = silhouette_modules(config)
     examples = CharacterExamples([build_character_cache(folder, "train") for folder in dataset_folders(config)], ratios)
     if stage == "silhouette":
         pipe = silhouette_pipeline(config.init_from)
@@ -535,9 +535,8 @@ def silhouette_modules(config: CharacterTrainConfig) -> list[str]:
     return names
 
 
-def silhouette_parameters(pipe, names=SILHOUETTE_MODULES) -> list[torch.nn.Parameter]:
-    """The body encoder's parts `names` (by default its geometry, `SILHOUETTE_MODULES`), the only weights the
-    silhouette stage changes."""
+def silhouette_parameters(pipe, names: list[str]) -> list[torch.nn.Parameter]:
+    """The body encoder's parts `names` (`silhouette_modules`), the only weights the silhouette stage changes."""
     for module in (pipe.body_encoder, pipe.hand_encoder, pipe.generator):
         module.requires_grad_(False)
     parameters = []
