@@ -152,14 +152,14 @@ def proxy_capsules(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torc
 
 
 @torch.no_grad()
-def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
-                     size: int) -> torch.Tensor:
-    """Soft capsules in a crop: segment ends `a`, `b` `(N, G, 2)` (crop pixels) and their radii `(N, G)` (crop
-    pixels, 0: not drawn), the radius blended along each segment -> coverage `(N, 1, size, size)` in [0, 1]:
-    sigmoid((radius - distance to the segment) / `PROXY_EDGE_PX`) of the nearest capsule.
+def capsule_margins(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
+                    size: int) -> torch.Tensor:
+    """How far inside each capsule every pixel of a crop is: segment ends `a`, `b` `(N, G, 2)` (crop pixels) and
+    their radii `(N, G)` (crop pixels, 0: not drawn), the radius blended along each segment -> radius - distance to
+    the segment `(N, G, size * size)` in pixels, -inf for a capsule not drawn.
 
-    Drawn without autograd (the proxy is a drawing aid; the anchors learn through the splat), so the `(N, G, S*S)`
-    maps, this function's whole cost, are computed in place: three of them instead of a dozen."""
+    Without autograd, so the `(N, G, S*S)` maps, the capsules' whole cost, are computed in place: three of them
+    instead of a dozen."""
     grid = torch.arange(size, dtype=a.dtype, device=a.device)
     x, y = (c.reshape(1, 1, -1) for c in torch.meshgrid(grid, grid, indexing="xy"))  # (1, 1, S*S) each
     ax, ay = a[..., 0:1], a[..., 1:2]  # (N, G, 1)
@@ -169,11 +169,46 @@ def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, r
     distance = px.addcmul_(t, dx, value=-1).hypot_(py.addcmul_(t, dy, value=-1))  # to the nearest point on it
     radius = t.mul_((radius_b - radius_a)[:, :, None]).add_(radius_a[:, :, None])
     not_drawn = radius <= 0
+    return radius.sub_(distance).masked_fill_(not_drawn, -math.inf)
+
+
+@torch.no_grad()
+def capsule_coverage(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
+                     size: int) -> torch.Tensor:
+    """Soft capsules in a crop: segment ends `a`, `b` `(N, G, 2)` (crop pixels) and their radii `(N, G)` (crop
+    pixels, 0: not drawn) -> coverage `(N, 1, size, size)` in [0, 1]: sigmoid((radius - distance to the segment) /
+    `PROXY_EDGE_PX`) of the nearest capsule (`capsule_margins`). Drawn without autograd: the proxy is a drawing aid;
+    the anchors learn through the splat."""
     floor = math.log(NEGLIGIBLE)  # sigmoid(floor) ~ NEGLIGIBLE: further out is exactly 0 (see `gaussian_profile`)
-    inside = radius.sub_(distance).div_(PROXY_EDGE_PX).masked_fill_(not_drawn, floor)
     # the sigmoid rises, so the nearest capsule's edge decides: the max before the sigmoid, on (N, S*S) only
-    inside = inside.amax(dim=1).clamp_min(floor)
+    inside = capsule_margins(a, b, radius_a, radius_b, size).div_(PROXY_EDGE_PX).amax(dim=1).clamp_min(floor)
     return (torch.sigmoid(inside) * (inside > floor)).reshape(-1, 1, size, size)
+
+
+# Capsules drawn to be fitted (the silhouette stage, `silhouette_fit`): their edge in cells, softer than the drawing's
+# for useful gradients.
+SILHOUETTE_EDGE_CELLS = 0.4
+
+
+def soft_capsules(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
+                  size: int, edge: float = SILHOUETTE_EDGE_CELLS) -> torch.Tensor:
+    """`capsule_coverage`'s capsules with autograd, in cells: segment ends `(N, G, 2)`, radii `(N, G)` -> coverage
+    `(N, size * size)` in [0, 1], sigmoid((radius - distance) / `edge`) of the nearest capsule. Each cell's nearest
+    capsule is found without autograd (`capsule_margins`), and only its margin is computed again with it: the
+    gradient of a max reaches the largest term alone, so this is exact, and the `(N, G, S*S)` maps need no memory
+    for the backward pass."""
+    with torch.no_grad():
+        nearest = capsule_margins(a, b, radius_a, radius_b, size).argmax(dim=1)  # (N, S*S)
+    grid = torch.arange(size, dtype=a.dtype, device=a.device)
+    cells = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).reshape(1, -1, 2)  # (1, S*S, 2)
+    start, end = (v.gather(1, nearest[..., None].expand(-1, -1, 2)) for v in (a, b))  # (N, S*S, 2)
+    radius_start, radius_end = radius_a.gather(1, nearest), radius_b.gather(1, nearest)  # (N, S*S)
+    along = end - start
+    t = (((cells - start) * along).sum(-1) / along.pow(2).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+    distance = (cells - start - t[..., None] * along).norm(dim=-1)
+    radius = radius_start + t * (radius_end - radius_start)
+    inside = torch.where(radius > 0, (radius - distance) / edge, torch.full_like(radius, -30.0))
+    return torch.sigmoid(inside)
 
 
 def splat(points_uv: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

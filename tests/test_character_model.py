@@ -153,8 +153,8 @@ def test_body_proxy_covers_the_body_grows_as_the_camera_comes_closer_and_draws_n
 
 
 def test_the_silhouette_loss_draws_the_proxys_capsules_is_least_at_the_true_body_and_pulls_a_shifted_one_back():
-    from dimo_engine.character_layer import PROXY_EDGE_PX, body_proxy, capsule_coverage, proxy_capsules
-    from training.losses import silhouette_loss, soft_capsules
+    from dimo_engine.character_layer import PROXY_EDGE_PX, body_proxy, capsule_coverage, proxy_capsules, soft_capsules
+    from training.losses import silhouette_loss
 
     body = torch.stack([standing_body(), standing_body(turn_deg=20.0)])  # (2, 22, 3): two frames
     K = torch.tensor(intrinsics_from_fov(40.0, 128, 128), dtype=torch.float32).expand(2, 3, 3)
@@ -172,6 +172,28 @@ def test_the_silhouette_loss_draws_the_proxys_capsules_is_least_at_the_true_body
     assert float(loss.detach()) > float(at_truth) + 0.1 and float(shifted_iou) < float(iou)
     loss.backward()
     assert float(shifted.grad[..., 0].sum()) > 0  # descending the loss moves the body back towards -X, where it was
+
+
+def test_soft_capsules_gradient_is_that_of_the_max_over_every_capsule():
+    from dimo_engine.character_layer import soft_capsules
+
+    generator = torch.Generator().manual_seed(0)
+    ends = [(torch.rand(2, 5, 2, generator=generator) * 16).requires_grad_(True) for _ in range(2)]
+    radii = [(torch.rand(2, 5, generator=generator) * 3).requires_grad_(True) for _ in range(2)]
+    radii[0].data[0, 1] = 0.0  # one capsule not drawn
+    weights = torch.rand(2, 256, generator=generator)
+    # every capsule's margin at every cell, then the max: what `soft_capsules` computes for the nearest one only
+    cells = torch.stack(torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="xy"), -1).reshape(1, 1, -1, 2)
+    start, along = ends[0][:, :, None], (ends[1] - ends[0])[:, :, None]
+    t = (((cells - start) * along).sum(-1) / along.pow(2).sum(-1)).clamp(0, 1)
+    radius = radii[0][..., None] + t * (radii[1] - radii[0])[..., None]
+    margin = torch.where(radius > 0, radius - (cells - start - t[..., None] * along).norm(dim=-1), -1e3)
+    dense = torch.sigmoid(margin.amax(1) / 0.4)
+    dense_grads = torch.autograd.grad((dense * weights).sum(), ends + radii)
+    nearest_only = soft_capsules(*ends, *radii, 16, edge=0.4)
+    assert torch.allclose(nearest_only, dense, atol=1e-6)
+    for ours, theirs in zip(torch.autograd.grad((nearest_only * weights).sum(), ends + radii), dense_grads):
+        assert torch.allclose(ours, theirs, atol=1e-5)
 
 
 def test_smoothing_in_time_keeps_a_still_signal_and_calms_a_shaky_one():

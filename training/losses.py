@@ -124,31 +124,13 @@ def motion_keep_mask(batch_size: int, drop_probability: float, generator: torch.
     return torch.rand(batch_size, generator=generator) >= drop_probability
 
 
-# The silhouette stage's capsules: their edge in loss cells (softer than the drawing's, for useful gradients).
-SILHOUETTE_EDGE_CELLS = 0.4
-
-
-def soft_capsules(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radius_b: torch.Tensor,
-                  size: int, edge: float = SILHOUETTE_EDGE_CELLS) -> torch.Tensor:
-    """`character_layer.capsule_coverage`'s capsules with autograd (out of place: a few frames at a small size):
-    segment ends `(N, G, 2)`, radii `(N, G)` in cells -> coverage `(N, size * size)` in [0, 1]."""
-    grid = torch.arange(size, dtype=a.dtype, device=a.device)
-    cells = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).reshape(1, 1, -1, 2)  # (1, 1, S*S, 2)
-    start, along = a[:, :, None], (b - a)[:, :, None]
-    t = (((cells - start) * along).sum(-1) / along.pow(2).sum(-1).clamp_min(1e-6)).clamp(0, 1)  # (N, G, S*S)
-    distance = (cells - start - t[..., None] * along).norm(dim=-1)
-    radius = radius_a[:, :, None] + t * (radius_b - radius_a)[:, :, None]
-    inside = torch.where(radius > 0, (radius - distance) / edge, torch.full_like(radius, -30.0))
-    return torch.sigmoid(inside.amax(dim=1))
-
-
 def silhouette_loss(anchors: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor, alpha: torch.Tensor,
                     cells: int) -> tuple[torch.Tensor, torch.Tensor]:
     """How far the body proxy drawn from body anchors `(F, 22, 3)` (character frame) by a camera (`K` `(F, 3, 3)`,
     `world_to_camera` `(F, 4, 4)`) is from the true silhouette `alpha` `(F, H, W)` in [0, 1]: 1 - soft IoU over
     `cells` x `cells` cells of the padded square around the true silhouette (the box a driving crop would take).
     -> (loss, the hard IoU of coverage > 0.5 against alpha > 0.5, for the log)."""
-    from dimo_engine.character_layer import crop_boxes, proxy_capsules
+    from dimo_engine.character_layer import crop_boxes, proxy_capsules, soft_capsules
     from dimo_engine.person_crop import person_box_from_alpha, square_box
 
     frames, height, width = alpha.shape
