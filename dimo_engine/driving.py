@@ -96,12 +96,14 @@ def whole_frame_hand_boxes(num_frames: int, size) -> torch.Tensor:
     return torch.tensor([0.0, 0.0, width, height]).expand(num_frames, 2, 4).clone()
 
 
-def encode_driving(pipe, frames: np.ndarray, fps: float, overlap: int = DEFAULT_OVERLAP, source: str = "driving video"):
+def encode_driving(pipe, frames: np.ndarray, fps: float, overlap: int = DEFAULT_OVERLAP, source: str = "driving video",
+                   silhouette_fit_steps: int | None = None):
     """Motion tokens for a whole driving clip: the pipeline's own `encode_driving_clip` when it has one (the
-    default model encodes frame by frame, in the character frame of the clip's first frame), else one
-    `pipe.encode_motion` call per overlapping window, blended."""
+    default model encodes frame by frame, in the character frame of the clip's first frame; `silhouette_fit_steps`,
+    when given, its fit to the clip's alpha), else one `pipe.encode_motion` call per overlapping window, blended."""
     if hasattr(pipe, "encode_driving_clip"):
-        return pipe.encode_driving_clip(frames, fps, source=source)
+        options = {} if silhouette_fit_steps is None else {"silhouette_fit_steps": silhouette_fit_steps}
+        return pipe.encode_driving_clip(frames, fps, source=source, **options)
     config = pipe.config
     model_input = prepare_driving_frames(frames, fps, float(config.fps), int(config.height), int(config.width), source,
                                          keypoint_locator=getattr(pipe, "keypoint_locator", None))

@@ -363,6 +363,20 @@ def test_driving_clip_becomes_character_frame_tokens_and_the_folder_round_trips(
     assert torch.allclose(again.body, motion.body, atol=1e-5)
 
 
+def test_a_driving_clip_with_alpha_has_its_pose_fitted_to_its_silhouettes_and_one_without_is_read_as_it_is(pipe):
+    frames = np.zeros((3, 64, 64, 4), np.uint8)
+    frames[:, 10:54, 24:40] = (180, 120, 90, 255)
+    frames[:, 20:26, 8:56, 3] = 255  # arms held out: the person's alpha
+    fitted = pipe.encode_driving_clip(frames, fps=12.0, silhouette_fit_steps=40)
+    as_read = pipe.encode_driving_clip(frames, fps=12.0, silhouette_fit_steps=0)
+    moved = (fitted.body[..., -3:] - as_read.body[..., -3:]).norm(dim=-1)
+    assert float(moved.max()) > 1e-3
+    assert torch.equal(fitted.body[..., :-3], as_read.body[..., :-3])  # the tokens' features are the crops' own
+    rgb = frames[..., :3].copy()
+    assert torch.equal(pipe.encode_driving_clip(rgb, fps=12.0, silhouette_fit_steps=40).body,
+                       pipe.encode_driving_clip(rgb, fps=12.0, silhouette_fit_steps=0).body)
+
+
 # ---- training ---------------------------------------------------------------------------------------------
 
 

@@ -153,15 +153,16 @@ def codec_report(test_root) -> dict:
             "person_box_psnr_db": round(float(np.mean(psnrs)), 1), "psnr_min_db": round(float(np.min(psnrs)), 1)}
 
 
-def encoder_report(pipe, test_root, train_cache: str | None = None) -> dict:
-    """Joint error (mm) of the encoder's character-frame anchors on each test clip's driving view."""
+def encoder_report(pipe, test_root, train_cache: str | None = None, fit_steps: int | None = None) -> dict:
+    """Joint error (mm) of the encoder's character-frame anchors on each test clip's driving view (`fit_steps`: the
+    silhouette fit's steps, None for the pipeline's own)."""
     from dimo_engine.driving import encode_driving
 
     mean_pose = _mean_pose(train_cache)
     errors, relative, baseline, confusion, confusion_all = [], [], [], [], []
     for clip in ClipDataset(test_root, "test"):
         view = clip.driving_view
-        motion = encode_driving(pipe, view.frames(), clip.fps)
+        motion = encode_driving(pipe, view.frames(), clip.fps, silhouette_fit_steps=fit_steps)
         anchors = motion.body[0, :, :, -3:].cpu()  # (F, 22, 3)
         truth = torch.from_numpy(clip.motion["joints"][:, :22]).float()
         error, pose_error = pose_errors_mm(anchors, truth)
@@ -171,7 +172,7 @@ def encoder_report(pipe, test_root, train_cache: str | None = None) -> dict:
             baseline.append((mean_pose[None] - truth).norm(dim=-1).mean().item() * 1000)
         confusion.append((facing_error_deg(anchors, truth) > 90).float().mean().item())
         for other in clip.views.values():  # every test camera as the driving one: back views, 90 degrees, above
-            seen = encode_driving(pipe, other.frames(), clip.fps).body[0, :, :, -3:].cpu()
+            seen = encode_driving(pipe, other.frames(), clip.fps, silhouette_fit_steps=fit_steps).body[0, :, :, -3:]
             confusion_all.append((facing_error_deg(seen, truth) > 90).float().mean().item())
     report = {"clips": len(errors), "joint_error_mm": round(float(np.mean(errors)), 1),
               "root_relative_error_mm": round(float(np.mean(relative)), 1),
@@ -229,19 +230,19 @@ def character_height_of(clip) -> float:
     return body_height(clip.motion["betas"])
 
 
-def scored_motion(pipe, clip, motion_source: str = "encoded", given_height: bool = False):
+def scored_motion(pipe, clip, motion_source: str = "encoded", given_height: bool = False, fit_steps: int | None = None):
     """The motion a test clip is scored with: its driving view encoded, parts swapped for the truth by `motion_source`
     (`with_true_anchors`), and scaled to its character's height when `given_height` (what `character_height` does in
     `reenact`, done here so the motion's own joint error is the drawn motion's)."""
     from dimo_engine.driving import encode_driving
 
-    motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps)
+    motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps, silhouette_fit_steps=fit_steps)
     motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
     return pipe.motion_at_height(motion, character_height_of(clip)) if given_height else motion
 
 
 def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0,
-                 motion_source: str = "encoded", given_height: bool = False) -> dict:
+                 motion_source: str = "encoded", given_height: bool = False, fit_steps: int | None = None) -> dict:
     """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures.
     `motion_source` other than "encoded" replaces the motion's anchors by the truth (`with_true_anchors`), to
     measure how much of the error the generator, the pose and the root's travel each cost. `given_height`: each
@@ -252,7 +253,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
     sheet_rows = []
     for clip in benchmark_clips(test_root, max_clips):
         driving = clip.driving_view.frames()
-        motion = scored_motion(pipe, clip, motion_source, given_height)
+        motion = scored_motion(pipe, clip, motion_source, given_height, fit_steps)
         reference = clip.views["reference"].frames([0])[0]
         settings = GenerationSettings(num_inference_steps=steps)
         for view in clip.views.values():
@@ -294,7 +295,8 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
 
 
 @torch.no_grad()
-def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0, given_height: bool = False) -> dict:
+def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0, given_height: bool = False,
+                 fit_steps: int | None = None) -> dict:
     """Per target kind and for novel >= 90: silhouette IoU of the body proxy alone (`character_layer.body_proxy`
     drawn from the motion's anchors in each target camera, its crop box as the layer's, pasted into the frame)."""
     from dimo_engine.character_layer import body_proxy, paste_crops
@@ -302,7 +304,7 @@ def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int
 
     per_kind: dict[str, list[float]] = {}
     for clip in benchmark_clips(test_root, max_clips):
-        motion = scored_motion(pipe, clip, motion_source, given_height)
+        motion = scored_motion(pipe, clip, motion_source, given_height, fit_steps)
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
@@ -423,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--given-height", action="store_true",
                         help="give each clip's character height (`dimo generate --character-height`), as an artist "
                              "gives their character's; default: as the driving video shows the body")
+    parser.add_argument("--silhouette-fit-steps", type=int, default=None, metavar="N",
+                        help="steps of the driving pose's fit to the clip's silhouettes (default: the pipeline's; "
+                             "0: the encoder's reading as it is)")
     parser.add_argument("--proxy-only", action="store_true",
                         help="score the body proxy alone (no generator) instead of the generated layer")
     args = parser.parse_args(argv)
@@ -435,15 +440,17 @@ def main(argv: list[str] | None = None) -> int:
         with_encoders(pipe, args.encoders)
         pipe.to(pipe.generator.device)
     if args.proxy_only:
-        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips, args.given_height)}
+        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips, args.given_height,
+                                        args.silhouette_fit_steps)}
         print(json.dumps(report, indent=1))
         return 0
-    report = {"codec": codec_report(args.test), "encoder": encoder_report(pipe, args.test, args.train_cache)}
+    report = {"codec": codec_report(args.test),
+              "encoder": encoder_report(pipe, args.test, args.train_cache, args.silhouette_fit_steps)}
     if Path(args.train_cache).is_file():
         report["probe"] = probe_motion(pipe, args.train_cache)
     if not args.encoder_only:
         report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips, args.motion_source,
-                                       args.given_height)
+                                       args.given_height, args.silhouette_fit_steps)
     print(json.dumps(report, indent=1))
     return 0
 

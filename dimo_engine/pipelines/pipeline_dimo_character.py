@@ -50,6 +50,7 @@ from dimo_engine.models.keypoint_locator import KeypointLocator
 from dimo_engine.models.motion_token_embedding import MotionTokenEmbedding
 from dimo_engine.pipelines.pipeline_dimo import DenoisingLoopMixin, DiMoPipelineOutput, MotionTokens
 from dimo_engine.person_crop import BACKGROUND, person_box_from_alpha, person_box_from_locator, square_box
+from dimo_engine.silhouette_fit import FIT_STEPS, fit_pose_to_silhouettes, person_cells
 from dimo_engine.video_io import resample_indices
 
 HAND_CROP = 16
@@ -188,10 +189,12 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         return square_box(box, frames.shape[2], frames.shape[1])
 
     @torch.no_grad()
-    def encode_driving_clip(self, frames: np.ndarray, fps: float, source: str = "driving video") -> MotionTokens:
+    def encode_driving_clip(self, frames: np.ndarray, fps: float, source: str = "driving video",
+                            silhouette_fit_steps: int = FIT_STEPS) -> MotionTokens:
         """A whole driving clip, uint8 `(T, H, W, C)` at `fps` (C = 4: alpha is the person) -> `MotionTokens` at the
         model's fps: body `(1, T', 22, D + 3)` and hands `(1, T', 2, D + 3)`, each token its learned feature then
-        its anchor in the character frame (the body's own frame at the first frame)."""
+        its anchor in the character frame (the body's own frame at the first frame). With alpha, the pose read from
+        the crops is fitted to the clip's silhouettes (`silhouette_fit`) in `silhouette_fit_steps` steps (0: not)."""
         from dimo_engine.driving import MIN_DRIVING_FRAMES
 
         self.check_reads_video()
@@ -210,6 +213,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         for start in range(0, frames.shape[0], DRIVING_CHUNK):
             images = torch.from_numpy(np.ascontiguousarray(frames[start:start + DRIVING_CHUNK]))
             images = images.permute(0, 3, 1, 2).float() / 255.0  # (t, C, H, W)
+            person = person_cells(images[:, 3], box) if images.shape[1] == 4 else None  # (t, cells, cells)
             if images.shape[1] == 4:  # the person over the models' plain grey
                 images = images[:, :3] * images[:, 3:] + BACKGROUND * (1 - images[:, 3:])
             boxes = torch.tensor(box, dtype=torch.float32).expand(images.shape[0], 4)
@@ -218,6 +222,10 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
             hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (t, 2, 4)
             hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
             body["hand_features"] = self.hand_encoder(hand_crops[None].to(device))["features"]
+            if person is not None and silhouette_fit_steps > 0:
+                joints_px = body["joints_2d"][0] * (box[2] - box[0]) + body["joints_2d"].new_tensor(box[:2])
+                body["anchors"] = fit_pose_to_silhouettes(body["anchors"][0], joints_px, person.to(device), box,
+                                                          silhouette_fit_steps)[None]
             outputs.append(body)
         body = {key: torch.cat([o[key] for o in outputs], dim=1) for key in ("anchors", "root", "joints_2d", "features",
                                                                             "hand_features")}
