@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from dimo_engine.character_layer import PROXY_RADII, crop_boxes, proxy_segments, soft_capsules
+from dimo_engine.person_crop import person_box_from_alpha, square_box
 
 FIT_STEPS = 100
 FIT_CELLS = 48  # the silhouettes' resolution over the clip's crop box
@@ -48,28 +50,34 @@ def orthographic_driving_camera(pose: torch.Tensor, joints_px: torch.Tensor
     return right, up, scale, offset
 
 
-def person_cells(alpha: torch.Tensor, box) -> torch.Tensor:
-    """A driving video's alpha `(T, H, W)` in [0, 1] over the clip's crop box -> `(T, FIT_CELLS, FIT_CELLS)`, what
-    `fit_pose_to_silhouettes` fits to (cut chunk by chunk, a long clip is never held at its full size)."""
-    boxes = torch.as_tensor(box, dtype=torch.float32).expand(alpha.shape[0], 4)
-    return crop_boxes(alpha[:, None].float(), boxes, FIT_CELLS)[:, 0]
+def person_cells(alpha: np.ndarray, clip_box) -> tuple[torch.Tensor, torch.Tensor]:
+    """A driving video's alpha, uint8 `(T, H, W)` -> the person `(T, FIT_CELLS, FIT_CELLS)` in [0, 1], each frame cut
+    in the padded square around its own silhouette (`person_crop.square_box`: a body crossing the frame keeps the
+    resolution the video gives it), and those boxes `(T, 4)` [x0, y0, x1, y1] (frame pixels); a frame without the
+    person takes the clip's box `clip_box`."""
+    height, width = alpha.shape[1:]
+    found = [person_box_from_alpha(frame) for frame in alpha]
+    boxes = torch.tensor([tuple(clip_box) if box is None else square_box(box, width, height) for box in found],
+                         dtype=torch.float32)  # (T, 4)
+    person = crop_boxes(torch.from_numpy(np.ascontiguousarray(alpha))[:, None].float() / 255.0, boxes, FIT_CELLS)
+    return person[:, 0], boxes
 
 
 @torch.enable_grad()
-def fit_pose_to_silhouettes(pose: torch.Tensor, joints_px: torch.Tensor, person: torch.Tensor, box,
+def fit_pose_to_silhouettes(pose: torch.Tensor, joints_px: torch.Tensor, person: torch.Tensor, boxes: torch.Tensor,
                             steps: int = FIT_STEPS) -> torch.Tensor:
     """A clip's root-relative view-frame pose `(T, 22, 3)` (metres) moved in the driving camera's image plane so the
     body proxy covers the person: `joints_px` `(T, >=22, 2)` the encoder's 2D joints (frame pixels), `person`
-    `(T, FIT_CELLS, FIT_CELLS)` in [0, 1] the video's alpha over `box`, the clip's crop box [x0, y0, x1, y1] (frame
-    pixels; `person_cells`). -> the fitted pose `(T, 22, 3)`, root-relative, its depths as they were."""
+    `(T, FIT_CELLS, FIT_CELLS)` in [0, 1] the video's alpha in `boxes` `(T, 4)` [x0, y0, x1, y1] (frame pixels;
+    both from `person_cells`). -> the fitted pose `(T, 22, 3)`, root-relative, its depths as they were."""
     pose = pose.detach().float()
     joints_px = joints_px[:, :22].detach().float().to(pose)
     right, up, scale, offset = orthographic_driving_camera(pose, joints_px)
     frames = pose.shape[0]
-    boxes = torch.as_tensor(box, dtype=pose.dtype, device=pose.device).expand(frames, 4)
-    side = float(boxes[0, 2] - boxes[0, 0])
+    boxes = boxes.to(pose)
+    side = (boxes[:, 2] - boxes[:, 0])[:, None, None]  # (T, 1, 1)
     truth = person.to(pose).reshape(frames, -1)  # (T, C*C)
-    to_cells = (FIT_CELLS - 1) / max(side - 1, 1e-6)  # as `crop_boxes` samples the frame
+    to_cells = (FIT_CELLS - 1) / (side - 1).clamp_min(1e-6)  # as `crop_boxes` samples the frame
     radii = torch.tensor(PROXY_RADII, dtype=pose.dtype, device=pose.device)  # (G, 2) metres
     sideways = torch.zeros(frames, 22, device=pose.device, requires_grad=True)  # metres along `right`
     upwards = torch.zeros(frames, 22, device=pose.device, requires_grad=True)  # metres along `up`
@@ -91,7 +99,7 @@ def fit_pose_to_silhouettes(pose: torch.Tensor, joints_px: torch.Tensor, person:
                 frame_offset[:, None]
 
         starts, ends = proxy_segments(fitted)
-        radius = radii[None] * (frame_scale * to_cells)[:, None, None]  # (T, G, 2) cells
+        radius = radii[None] * frame_scale[:, None, None] * to_cells  # (T, G, 2) cells
         coverage = soft_capsules((to_image(starts) - boxes[:, None, :2]) * to_cells,
                                  (to_image(ends) - boxes[:, None, :2]) * to_cells, radius[..., 0], radius[..., 1],
                                  FIT_CELLS)  # (T, C*C)

@@ -4,7 +4,6 @@ import numpy as np
 import torch
 
 from dimo_engine.character_layer import capsule_coverage, proxy_capsules
-from dimo_engine.person_crop import person_box_from_alpha, square_box
 from dimo_engine.silhouette_fit import fit_pose_to_silhouettes, orthographic_driving_camera, person_cells
 
 FRAME = 128
@@ -41,8 +40,8 @@ def image_of(pose: torch.Tensor) -> torch.Tensor:
     return torch.stack([pose[..., 0] * SCALE + CENTRE[0], -pose[..., 2] * SCALE + CENTRE[1]], dim=-1)
 
 
-def silhouettes_of(pose: torch.Tensor) -> torch.Tensor:
-    """The person's alpha `(T, FRAME, FRAME)` that the body proxy around `pose` draws by the same camera: the proxy
+def silhouettes_of(pose: torch.Tensor) -> np.ndarray:
+    """The person's alpha, uint8 `(T, FRAME, FRAME)`, that the body proxy around `pose` draws by the same camera: the proxy
     drawn by a pinhole camera far away (100 m, with a focal that keeps SCALE px per metre) is orthographic."""
     distance, frames = 100.0, pose.shape[0]
     in_front = torch.stack([pose[..., 0], pose[..., 1] + distance, pose[..., 2]], dim=-1)  # camera at the origin
@@ -51,7 +50,7 @@ def silhouettes_of(pose: torch.Tensor) -> torch.Tensor:
     whole = torch.tensor([[0.0, 0.0, FRAME, FRAME]]).expand(frames, 4)
     coverage = capsule_coverage(*proxy_capsules(in_front, K.expand(frames, 3, 3),
                                                 world_to_camera.expand(frames, 4, 4), whole, FRAME), FRAME)
-    return (coverage[:, 0] > 0.5).float()
+    return ((coverage[:, 0] > 0.5) * 255).numpy().astype(np.uint8)
 
 
 def test_the_driving_camera_is_found_from_the_2d_joints():
@@ -64,13 +63,12 @@ def test_the_driving_camera_is_found_from_the_2d_joints():
 
 def test_the_fit_brings_a_misread_arm_back_onto_the_silhouette_and_keeps_its_depth():
     truth = arms_out_pose()
-    alpha = silhouettes_of(truth)
-    box = square_box(person_box_from_alpha(alpha.numpy()), FRAME, FRAME)
+    person = person_cells(silhouettes_of(truth), clip_box=(0, 0, FRAME, FRAME))
     read = truth.clone()
     read[:, [RIGHT_ELBOW, RIGHT_WRIST], 2] += torch.tensor([0.06, 0.12])  # the arm read too high,
     read[:, [RIGHT_ELBOW, RIGHT_WRIST], 1] += 0.05  # and too far back, which no silhouette shows
     joints_px = image_of(read)  # the 2D joints misread alike: only the silhouette says where the arm is
-    fitted = fit_pose_to_silhouettes(read, joints_px, person_cells(alpha, box), box)
+    fitted = fit_pose_to_silhouettes(read, joints_px, *person)
     before = (read - truth)[:, RIGHT_WRIST, 2].abs().mean()
     after = (fitted - truth)[:, RIGHT_WRIST, 2].abs().mean()
     assert after < 0.4 * before
@@ -82,7 +80,18 @@ def test_the_fit_brings_a_misread_arm_back_onto_the_silhouette_and_keeps_its_dep
 
 def test_the_fit_leaves_a_pose_that_fits_its_silhouettes_where_it_is():
     truth = arms_out_pose()
-    alpha = silhouettes_of(truth)
-    box = square_box(person_box_from_alpha(alpha.numpy()), FRAME, FRAME)
-    fitted = fit_pose_to_silhouettes(truth, image_of(truth), person_cells(alpha, box), box)
+    person = person_cells(silhouettes_of(truth), clip_box=(0, 0, FRAME, FRAME))
+    fitted = fit_pose_to_silhouettes(truth, image_of(truth), *person)
     assert float((fitted - truth).norm(dim=-1).max()) < 0.03
+
+
+def test_each_frame_is_cut_around_its_own_silhouette_and_a_frame_without_the_person_takes_the_clips_box():
+    alpha = np.zeros((3, 64, 128), np.uint8)
+    alpha[0, 20:40, 5:15] = 255  # the person on the left,
+    alpha[1, 20:40, 100:110] = 255  # then on the right,
+    clip_box = (0, -32, 128, 96)  # then nowhere
+    person, boxes = person_cells(alpha, clip_box)
+    assert person.shape == (3, 48, 48) and boxes.shape == (3, 4)
+    assert float(boxes[0, 2]) < 64 < float(boxes[1, 0])
+    assert tuple(boxes[2].tolist()) == clip_box and float(person[2].max()) == 0.0
+    assert float(person[0].mean()) > 0.1  # the body fills its own square, not a sliver of the clip's
