@@ -20,7 +20,7 @@ from dimo_engine.character_layer import PROXY_RADII, crop_boxes, proxy_segments,
 from dimo_engine.person_crop import person_box_from_alpha, square_box
 
 FIT_STEPS = 100
-FIT_CELLS = 48  # the silhouettes' resolution over the clip's crop box
+FIT_CELLS = 48  # the silhouettes' resolution over each frame's square around the person
 FIT_LEARNING_RATE = 1e-2  # metres (and log-scale, pixels) a step
 PRIOR_SIGMA_M = 0.05  # a joint's move is measured in these
 PRIOR_WEIGHT = 0.1  # on the mean squared move, in PRIOR_SIGMA_M units

@@ -41,8 +41,8 @@ def image_of(pose: torch.Tensor) -> torch.Tensor:
 
 
 def silhouettes_of(pose: torch.Tensor) -> np.ndarray:
-    """The person's alpha, uint8 `(T, FRAME, FRAME)`, that the body proxy around `pose` draws by the same camera: the proxy
-    drawn by a pinhole camera far away (100 m, with a focal that keeps SCALE px per metre) is orthographic."""
+    """The person's alpha, uint8 `(T, FRAME, FRAME)`, that the body proxy around `pose` draws by the same camera:
+    the proxy drawn by a pinhole camera far away (100 m, with a focal that keeps SCALE px per metre) is orthographic."""
     distance, frames = 100.0, pose.shape[0]
     in_front = torch.stack([pose[..., 0], pose[..., 1] + distance, pose[..., 2]], dim=-1)  # camera at the origin
     K = torch.tensor([[SCALE * distance, 0, CENTRE[0]], [0, SCALE * distance, CENTRE[1]], [0, 0, 1.0]])

@@ -213,7 +213,6 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         for start in range(0, frames.shape[0], DRIVING_CHUNK):
             images = torch.from_numpy(np.ascontiguousarray(frames[start:start + DRIVING_CHUNK]))
             images = images.permute(0, 3, 1, 2).float() / 255.0  # (t, C, H, W)
-            person = person_cells(frames[start:start + DRIVING_CHUNK, ..., 3], box) if images.shape[1] == 4 else None
             if images.shape[1] == 4:  # the person over the models' plain grey
                 images = images[:, :3] * images[:, 3:] + BACKGROUND * (1 - images[:, 3:])
             boxes = torch.tensor(box, dtype=torch.float32).expand(images.shape[0], 4)
@@ -222,10 +221,11 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
             hand_boxes = self._hand_boxes(body["joints_2d"][0].cpu(), boxes, width, height)  # (t, 2, 4)
             hand_crops = torch.stack([crop_boxes(images[:, :3], hand_boxes[:, side], HAND_CROP) for side in (0, 1)], 1)
             body["hand_features"] = self.hand_encoder(hand_crops[None].to(device))["features"]
-            if person is not None and silhouette_fit_steps > 0:
+            if frames.shape[-1] == 4 and silhouette_fit_steps > 0:
                 joints_px = body["joints_2d"][0] * (box[2] - box[0]) + body["joints_2d"].new_tensor(box[:2])
-                body["anchors"] = fit_pose_to_silhouettes(body["anchors"][0], joints_px, *(p.to(device) for p in person),
-                                                          silhouette_fit_steps)[None]
+                person, person_boxes = person_cells(frames[start:start + DRIVING_CHUNK, ..., 3], box)
+                body["anchors"] = fit_pose_to_silhouettes(body["anchors"][0], joints_px, person.to(device),
+                                                          person_boxes.to(device), silhouette_fit_steps)[None]
             outputs.append(body)
         body = {key: torch.cat([o[key] for o in outputs], dim=1) for key in ("anchors", "root", "joints_2d", "features",
                                                                             "hand_features")}
