@@ -207,7 +207,8 @@ def soft_capsules(a: torch.Tensor, b: torch.Tensor, radius_a: torch.Tensor, radi
     t = (((cells - start) * along).sum(-1) / along.pow(2).sum(-1).clamp_min(1e-6)).clamp(0, 1)
     distance = (cells - start - t[..., None] * along).norm(dim=-1)
     radius = radius_start + t * (radius_end - radius_start)
-    inside = torch.where(radius > 0, (radius - distance) / edge, torch.full_like(radius, -30.0))
+    # sigmoid(-30) ~ 1e-13 changes no sum; further out, float32's denormal range would make the CPU crawl
+    inside = torch.where(radius > 0, (radius - distance) / edge, torch.full_like(radius, -30.0)).clamp_min(-30.0)
     return torch.sigmoid(inside)
 
 
