@@ -19,9 +19,10 @@ HEIGHT_RANGE_M = (0.3, 3.0)
 # averaged), and the spine from the pelvis to the head joint (SMPL-H body joints).
 LEGS = (((7, 4), (4, 1), (1, 0)), ((8, 5), (5, 2), (2, 0)))
 SPINE = ((0, 3), (3, 6), (6, 9), (9, 12), (12, 15))
-# The shipped encoders read a body 2.3 % taller than it stands (their legs come out long): the median over 96 of the
-# training clips' driving and still views of encoded height / true height was 1.024, the mean 1.023 (sd 0.049).
-ENCODED_HEIGHT_BIAS = 1.023
+# How tall the shipped reading (the silhouette stage's encoders, the silhouette fit) reads a body against how tall it
+# stands: the median over 96 training views (48 clips' driving view and one still view) of encoded / true height is
+# 0.987 (mean 0.983, sd 0.049). The encoders before the silhouette stage read 1.023, which this held until 2026-12-07.
+ENCODED_HEIGHT_BIAS = 0.987
 
 
 def skeleton_span(joints: torch.Tensor) -> torch.Tensor:

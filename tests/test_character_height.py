@@ -40,7 +40,7 @@ def test_a_motion_given_a_height_stands_that_tall_and_moves_as_that_body_would()
     joints, _ = posed_joints("walk", np.zeros(10))
     motion = tokens(joints)
     scaled = motion_at_height(motion, 1.2)
-    # the anchors are read as the encoders read them (a little tall, ENCODED_HEIGHT_BIAS) and scaled to 1.2 m
+    # the anchors are read as the encoders read them (a little off, ENCODED_HEIGHT_BIAS) and scaled to 1.2 m
     assert motion_height(scaled.body[0, :, :, -3:]) / ENCODED_HEIGHT_BIAS == pytest.approx(1.2, rel=1e-4)
     for before, after in ((motion.body, scaled.body), (motion.hands, scaled.hands)):
         torch.testing.assert_close(after[..., :-3], before[..., :-3])  # the learned features are the clip's own
