@@ -172,7 +172,8 @@ def encoder_report(pipe, test_root, train_cache: str | None = None, fit_steps: i
             baseline.append((mean_pose[None] - truth).norm(dim=-1).mean().item() * 1000)
         confusion.append((facing_error_deg(anchors, truth) > 90).float().mean().item())
         for other in clip.views.values():  # every test camera as the driving one: back views, 90 degrees, above
-            seen = encode_driving(pipe, other.frames(), clip.fps, silhouette_fit_steps=fit_steps).body[0, :, :, -3:]
+            other_motion = encode_driving(pipe, other.frames(), clip.fps, silhouette_fit_steps=fit_steps)
+            seen = other_motion.body[0, :, :, -3:].cpu()
             confusion_all.append((facing_error_deg(seen, truth) > 90).float().mean().item())
     report = {"clips": len(errors), "joint_error_mm": round(float(np.mean(errors)), 1),
               "root_relative_error_mm": round(float(np.mean(relative)), 1),
