@@ -91,15 +91,14 @@ def fit_pose_to_silhouettes(pose: torch.Tensor, joints_px: torch.Tensor, person:
     def moved() -> torch.Tensor:
         return pose + (sideways * pelvis_kept)[..., None] * right + (upwards * pelvis_kept)[..., None] * up
 
+    def to_image(points: torch.Tensor) -> torch.Tensor:  # (T, P, 3) -> (T, P, 2) frame pixels, the camera as fitted
+        return torch.stack([points @ right, -(points @ up)], dim=-1) * (scale * log_scale.exp())[:, None, None] + \
+            (offset + shift)[:, None]
+
     for _ in range(steps):
-        fitted, frame_scale, frame_offset = moved(), scale * log_scale.exp(), offset + shift
-
-        def to_image(points: torch.Tensor) -> torch.Tensor:  # (T, P, 3) -> (T, P, 2) frame pixels
-            return torch.stack([points @ right, -(points @ up)], dim=-1) * frame_scale[:, None, None] + \
-                frame_offset[:, None]
-
+        fitted = moved()
         starts, ends = proxy_segments(fitted)
-        radius = radii[None] * frame_scale[:, None, None] * to_cells  # (T, G, 2) cells
+        radius = radii[None] * (scale * log_scale.exp())[:, None, None] * to_cells  # (T, G, 2) cells
         coverage = soft_capsules((to_image(starts) - boxes[:, None, :2]) * to_cells,
                                  (to_image(ends) - boxes[:, None, :2]) * to_cells, radius[..., 0], radius[..., 1],
                                  FIT_CELLS)  # (T, C*C)
