@@ -8,6 +8,7 @@ The CLI (`dimo generate`) and the service's job worker both run this.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Annotated, Callable
 
@@ -24,6 +25,8 @@ from dimo_engine.errors import InputError
 from dimo_engine.frame_windows import DEFAULT_OVERLAP, blend_windows, overlapping_window_starts, pad_to_window, slice_motion
 from dimo_engine.motion_file import motion_num_frames
 from dimo_engine.person_crop import BACKGROUND
+
+logger = logging.getLogger(__name__)
 
 
 class GenerationCancelled(Exception):
@@ -131,6 +134,12 @@ def reenact(
             raise InputError(f"character_height={settings.character_height:g}: this model's motion tokens carry no body "
                              f"to scale; leave it unset, or use the character-layer model (the default).")
         motion = at_height(motion, settings.character_height)
+    elif reference_camera is not None and hasattr(pipe, "reference_height"):
+        # The character as tall as it stands in its reference image, measured through the camera that took it.
+        height = pipe.reference_height(reference, reference_camera)
+        if height is not None:
+            logger.info("the reference image shows the character %.2f m tall; the motion is drawn at that height", height)
+            motion = pipe.motion_at_height(motion, height)
     total = motion_num_frames(motion)
     window = int(pipe.config.num_frames)
     starts = overlapping_window_starts(total, window, overlap)

@@ -37,7 +37,7 @@ from dimo_engine.character_layer import (
     view_locked_proxy,
 )
 from dimo_engine.camera import project_points
-from dimo_engine.character_height import motion_at_height
+from dimo_engine.character_height import HEIGHT_RANGE_M, height_in_view, motion_at_height
 from dimo_engine.errors import InputError
 from dimo_engine.models.anchored_motion_encoder import (
     AnchoredMotionEncoder,
@@ -241,6 +241,24 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
             raise InputError("character_height: the pose2d baseline's motion is the driving view's 2D joints, which "
                              "have no size in metres to scale; leave it unset for this model.")
         return motion_at_height(motion, height_m)
+
+    def reference_height(self, reference_image: np.ndarray, reference_camera) -> float | None:
+        """How tall, in metres, the character stands in its reference image (uint8 `(H, W, 4)`, alpha = the
+        character) seen from `reference_camera` (a `CameraPath`; its first frame): the matte measured against the
+        ground (`character_height.height_in_view`) in the pose the body encoder reads on the image. None when the
+        image cannot say: no alpha, a baseline's motion (no body in metres), a matte cut by the frame's edge or not
+        standing on ground the camera sees, or a height out of `HEIGHT_RANGE_M`."""
+        from dimo_engine.driving import MIN_DRIVING_FRAMES
+
+        image = np.asarray(reference_image)
+        if image.ndim != 3 or image.shape[-1] != 4 or self.config.motion_signal != "dimo":
+            return None
+        still = np.repeat(image[None], MIN_DRIVING_FRAMES, axis=0)
+        pose = self.encode_driving_clip(still, float(self.config.fps), source="reference image").body[0, 0, :, -3:]
+        camera = reference_camera.resized(image.shape[1], image.shape[0])
+        height = height_in_view(image[..., 3], camera.K[0], camera.world_to_camera[0], pose.cpu())
+        low, high = HEIGHT_RANGE_M
+        return height if height is not None and low <= height <= high else None
 
     def check_reads_video(self) -> None:
         """InputError for a baseline model: it does not read a driving video, so it cannot re-enact one."""
