@@ -66,7 +66,8 @@ def render_reference(scene, camera_obj, selected_objects, anchor_obj, output_dir
         *hidden,
         (render, "use_file_extension", False),
         (render.image_settings, "file_format", "PNG"),
-        (render.image_settings, "color_mode", "RGB"),
+        (render, "film_transparent", True),  # alpha = the character: the engine finds it and measures its height
+        (render.image_settings, "color_mode", "RGBA"),
         (render, "filepath", str(partial)),
         (scene, "camera", camera_obj),
     ):

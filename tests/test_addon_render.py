@@ -87,7 +87,9 @@ def test_render_reference_renders_only_the_character_and_records_its_camera(tmp_
     assert bpy.path.abspath(scene.dimo.reference_image) == str(image_path)
     assert bpy.path.abspath(scene.dimo.reference_camera) == str(camera_file)
     reference = read_image(image_path)
-    assert reference.shape[:2] == (64, 96)
+    assert reference.shape == (64, 96, 4)
+    alpha = reference[..., 3]
+    assert alpha.max() == 255 and alpha[:, :4].max() == 0  # the character alone is opaque; the set stays out
     assert not wall.hide_render  # hidden only while rendering
     camera = load_camera_path(camera_file)
     assert camera.num_frames == 1 and (camera.width, camera.height) == (96, 64)
