@@ -231,38 +231,58 @@ def character_height_of(clip) -> float:
     return body_height(clip.motion["betas"])
 
 
-def scored_motion(pipe, clip, motion_source: str = "encoded", given_height: bool = False, fit_steps: int | None = None):
+# Where a test clip's character gets its height: "reference", its reference image measured through that image's camera
+# (what `dimo generate --reference-camera` and the add-on give); "given", the character's own height (`dimo generate
+# --character-height`, an artist's input); "video", neither: the size the driving video is read at.
+HEIGHT_SOURCES = ("reference", "given", "video")
+
+
+def reference_camera_of(clip):
+    """The camera that took a test clip's reference image (its `reference` view)."""
+    return clip.views["reference"].camera
+
+
+def scored_motion(pipe, clip, motion_source: str = "encoded", height: str = "reference", fit_steps: int | None = None):
     """The motion a test clip is scored with: its driving view encoded, parts swapped for the truth by `motion_source`
-    (`with_true_anchors`), and scaled to its character's height when `given_height` (what `character_height` does in
-    `reenact`, done here so the motion's own joint error is the drawn motion's)."""
+    (`with_true_anchors`), and scaled to its character's height from `height` (`HEIGHT_SOURCES`; what `reenact` does
+    with a reference camera or a `character_height`, done here so the motion's own joint error is the drawn one's)."""
     from dimo_engine.driving import encode_driving
 
+    if height not in HEIGHT_SOURCES:
+        raise InputError(f"height must be one of {', '.join(HEIGHT_SOURCES)}, got {height!r}")
     motion = encode_driving(pipe, clip.driving_view.frames(), clip.fps, silhouette_fit_steps=fit_steps)
     motion = with_true_anchors(motion, torch.from_numpy(clip.motion["joints"]).float(), motion_source)
-    return pipe.motion_at_height(motion, character_height_of(clip)) if given_height else motion
+    if height == "given":
+        return pipe.motion_at_height(motion, character_height_of(clip))
+    if height == "reference":
+        measured = pipe.reference_height(clip.views["reference"].frames([0])[0], reference_camera_of(clip))
+        return motion if measured is None else pipe.motion_at_height(motion, measured)
+    return motion
 
 
 def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None = None, max_clips: int = 0,
-                 motion_source: str = "encoded", given_height: bool = False, fit_steps: int | None = None) -> dict:
+                 motion_source: str = "encoded", height: str = "reference", fit_steps: int | None = None) -> dict:
     """Per target kind (driving, novel_45/90/180, elevation, moving) and for novel >= 90: the layer's figures.
     `motion_source` other than "encoded" replaces the motion's anchors by the truth (`with_true_anchors`), to
-    measure how much of the error the generator, the pose and the root's travel each cost. `given_height`: each
-    clip's character height is given (`GenerationSettings.character_height`), as an artist gives their character's."""
+    measure how much of the error the generator, the pose and the root's travel each cost. `height`: where each clip's
+    character gets its height (`HEIGHT_SOURCES`; by default its reference image with that image's camera)."""
     from dimo_engine.reenact import GenerationSettings, conform_camera, reenact
 
     per_kind: dict[str, dict[str, list[float]]] = {}
     sheet_rows = []
     for clip in benchmark_clips(test_root, max_clips):
         driving = clip.driving_view.frames()
-        motion = scored_motion(pipe, clip, motion_source, given_height, fit_steps)
+        motion = scored_motion(pipe, clip, motion_source, height, fit_steps)
         reference = clip.views["reference"].frames([0])[0]
+        # As `dimo generate --reference-camera` gets it; the motion is already at its height, so this changes nothing.
+        reference_camera = reference_camera_of(clip) if height == "reference" else None
         settings = GenerationSettings(num_inference_steps=steps)
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
                 continue
             camera = conform_camera(view.camera, motion.num_frames, float(pipe.config.fps))
-            frames = reenact(pipe, reference, motion, [camera], settings=settings)[0]
+            frames = reenact(pipe, reference, motion, [camera], reference_camera=reference_camera, settings=settings)[0]
             truth = view.frames()
             true_alpha = truth[..., 3].astype(np.float32) / 255.0
             uv = pipe.motion_joint_pixels(motion, camera)
@@ -296,7 +316,7 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
 
 
 @torch.no_grad()
-def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0, given_height: bool = False,
+def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int = 0, height: str = "reference",
                  fit_steps: int | None = None) -> dict:
     """Per target kind and for novel >= 90: silhouette IoU of the body proxy alone (`character_layer.body_proxy`
     drawn from the motion's anchors in each target camera, its crop box as the layer's, pasted into the frame)."""
@@ -305,7 +325,7 @@ def proxy_report(pipe, test_root, motion_source: str = "encoded", max_clips: int
 
     per_kind: dict[str, list[float]] = {}
     for clip in benchmark_clips(test_root, max_clips):
-        motion = scored_motion(pipe, clip, motion_source, given_height, fit_steps)
+        motion = scored_motion(pipe, clip, motion_source, height, fit_steps)
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
@@ -423,9 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (the figures in the docs), cuda, or auto")
     parser.add_argument("--motion-source", choices=MOTION_SOURCES, default="encoded",
                         help="replace the encoded anchors by the truth (error decomposition)")
-    parser.add_argument("--given-height", action="store_true",
-                        help="give each clip's character height (`dimo generate --character-height`), as an artist "
-                             "gives their character's; default: as the driving video shows the body")
+    parser.add_argument("--height", choices=HEIGHT_SOURCES, default="reference",
+                        help="where each clip's character gets its height: its reference image measured through that "
+                             "image's camera (`dimo generate --reference-camera`; default), the character's own "
+                             "(`--character-height`, as an artist gives it), or the driving video alone")
+    parser.add_argument("--given-height", dest="height", action="store_const", const="given", default="reference",
+                        help="the same as --height given")
     parser.add_argument("--silhouette-fit-steps", type=int, default=None, metavar="N",
                         help="steps of the driving pose's fit to the clip's silhouettes (default: the pipeline's; "
                              "0: the encoder's reading as it is)")
@@ -441,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         with_encoders(pipe, args.encoders)
         pipe.to(pipe.generator.device)
     if args.proxy_only:
-        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips, args.given_height,
+        report = {"proxy": proxy_report(pipe, args.test, args.motion_source, args.max_clips, args.height,
                                         args.silhouette_fit_steps)}
         print(json.dumps(report, indent=1))
         return 0
@@ -451,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         report["probe"] = probe_motion(pipe, args.train_cache)
     if not args.encoder_only:
         report["layer"] = layer_report(pipe, args.test, args.steps, args.sheet, args.max_clips, args.motion_source,
-                                       args.given_height, args.silhouette_fit_steps)
+                                       args.height, args.silhouette_fit_steps)
     print(json.dumps(report, indent=1))
     return 0
 
