@@ -84,7 +84,8 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
         name="Reference Camera",
         subtype="FILE_PATH",
         options=BLEND_RELATIVE,
-        description="Camera path file of the view the reference image was taken from (empty: front, eye level)",
+        description="Camera path file of the view the reference image was taken from (empty: front, eye level); "
+                    "with it, the character is drawn as tall as the reference shows it",
     )
     driving_video: StringProperty(
         name="Driving Video", subtype="FILE_PATH",
@@ -111,7 +112,8 @@ class DIMO_PG_scene(bpy.types.PropertyGroup):
     character_height: FloatProperty(
         name="Character Height", default=0.0, min=0.0, max=SETTINGS["character_height"].high, unit="LENGTH",
         description="How tall your character stands, crown to floor; the motion is scaled to it. 0: as tall as the "
-                    "driving video shows the person (a video alone cannot measure it)",
+                    "reference shows it through its Reference Camera, or without one as the driving video shows the "
+                    "person (a video alone cannot measure it)",
     )
     resolution: EnumProperty(name="Resolution", items=RESOLUTION_PRESETS, default="128")
     use_image_plane: BoolProperty(

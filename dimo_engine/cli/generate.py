@@ -28,14 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-phrase", dest="camera_specs", action="append", type=lambda value: ("phrase", value),
                         metavar="TEXT", help="camera as a phrase, e.g. 'orbit left 90 degrees' (see docs/cameras.md)")
     parser.add_argument("--reference-camera", type=Path, default=None,
-                        help="camera path file of the reference image (default: front, eye level)")
+                        help="camera path file of the reference image (default: front, eye level); with it and an "
+                             "RGBA reference, the character is drawn as tall as the reference shows it")
     parser.add_argument("--out", type=Path, required=True, help="output folder: camera_00/0000.png ..., camera_00/video.mp4, camera_00/camera.json")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="motion guidance scale (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--character-height", type=float, default=None, metavar="METRES",
-                        help="how tall the character stands, crown to floor (default: as the driving video shows the "
-                             "body, which a clip alone cannot measure: a typical body's height)")
+                        help="how tall the character stands, crown to floor (default: as its reference image shows "
+                             "it through --reference-camera; without that camera, as the driving video shows the body, "
+                             "which a clip alone cannot measure: a typical body's height)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of a driving image folder (default 24)")
     parser.add_argument("--no-video", action="store_true", help="write PNG sequences only, no MP4")
     parser.add_argument("--background", default=None, metavar="PATH|COLOUR",
