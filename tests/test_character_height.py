@@ -126,8 +126,8 @@ def test_a_height_no_person_has_is_refused_by_the_settings_and_by_the_scaling(he
         motion_at_height(tokens(joints), height)
 
 
-def test_a_job_draws_the_motion_at_the_height_it_was_given():
-    from blender_addon.core.camera_rigs import static_view
+def recording_pipeline():
+    """An untrained character pipeline wrapped to keep the motion it was last asked to draw (`.motion`)."""
     from dimo_engine.pipelines import create_character_pipeline
     from tests.pipeline_doubles import CountingPipeline
 
@@ -138,9 +138,15 @@ def test_a_job_draws_the_motion_at_the_height_it_was_given():
 
     pipe = create_character_pipeline(seed=0)
     pipe.set_progress_bar_config(disable=True)
-    motion = tokens(posed_joints("squat", np.zeros(10), frames=pipe.config.num_frames)[0])
-    camera = static_view(0.0, 10.0, motion.num_frames, float(pipe.config.fps), 64, 64)
-    recording = Recording(pipe)
+    return Recording(pipe)
+
+
+def test_a_job_draws_the_motion_at_the_height_it_was_given():
+    from blender_addon.core.camera_rigs import static_view
+
+    recording = recording_pipeline()
+    motion = tokens(posed_joints("squat", np.zeros(10), frames=recording.config.num_frames)[0])
+    camera = static_view(0.0, 10.0, motion.num_frames, float(recording.config.fps), 64, 64)
     reference = np.zeros((64, 64, 4), np.uint8)
     reference[16:48, 24:40] = (200, 80, 40, 255)
     reenact(recording, reference, motion, [camera], settings=GenerationSettings(num_inference_steps=1, character_height=1.5))
@@ -149,27 +155,18 @@ def test_a_job_draws_the_motion_at_the_height_it_was_given():
 
 
 def test_a_job_with_its_references_camera_draws_the_character_as_tall_as_the_reference_shows_it():
-    from dimo_engine.pipelines import create_character_pipeline
-    from tests.pipeline_doubles import CountingPipeline
-
-    class Recording(CountingPipeline):
-        def __call__(self, *args, motion=None, **kwargs):
-            self.motion = motion
-            return super().__call__(*args, motion=motion, **kwargs)
-
-    pipe = create_character_pipeline(seed=0)
-    pipe.set_progress_bar_config(disable=True)
+    recording = recording_pipeline()
+    num_frames, fps = recording.config.num_frames, float(recording.config.fps)
     betas = np.zeros(10)
     betas[0] = -2.3
-    short, short_height = posed_joints("reach", betas, frames=pipe.config.num_frames)  # a 1.55 m character
-    typical, _ = posed_joints("walk", np.zeros(10), frames=pipe.config.num_frames)
+    short, short_height = posed_joints("reach", betas, frames=num_frames)  # a 1.55 m character
+    typical, _ = posed_joints("walk", np.zeros(10), frames=num_frames)
     # the untrained encoders' reading of the reference replaced by the pose it shows: the rest is the shipped path
-    pipe.encode_driving_clip = lambda frames, fps, source="": tokens(short[:1].expand(frames.shape[0], -1, -1))
+    recording._pipe.encode_driving_clip = lambda frames, fps, source="": tokens(short[:1].expand(frames.shape[0], -1, -1))
     reference_camera = camera_at(0.0, 0.0, 0.7)
     matte = proxy_matte(short[0], reference_camera)
     reference = np.concatenate([np.full(matte.shape + (3,), 180, np.uint8), matte[..., None]], axis=-1)
-    camera = camera_at(30.0, 10.0, 0.6).take(np.zeros(pipe.config.num_frames, dtype=int), float(pipe.config.fps))
-    recording = Recording(pipe)
+    camera = camera_at(30.0, 10.0, 0.6).take(np.zeros(num_frames, dtype=int), fps)
 
     def drawn_height(reference_image, **settings) -> float:
         reenact(recording, reference_image, tokens(typical), [camera], reference_camera=reference_camera,
