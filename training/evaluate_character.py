@@ -237,11 +237,6 @@ def character_height_of(clip) -> float:
 HEIGHT_SOURCES = ("reference", "given", "video")
 
 
-def reference_camera_of(clip):
-    """The camera that took a test clip's reference image (its `reference` view)."""
-    return clip.views["reference"].camera
-
-
 def scored_motion(pipe, clip, motion_source: str = "encoded", height: str = "reference", fit_steps: int | None = None):
     """The motion a test clip is scored with: its driving view encoded, parts swapped for the truth by `motion_source`
     (`with_true_anchors`), and scaled to its character's height from `height` (`HEIGHT_SOURCES`; what `reenact` does
@@ -255,7 +250,8 @@ def scored_motion(pipe, clip, motion_source: str = "encoded", height: str = "ref
     if height == "given":
         return pipe.motion_at_height(motion, character_height_of(clip))
     if height == "reference":
-        measured = pipe.reference_height(clip.views["reference"].frames([0])[0], reference_camera_of(clip))
+        reference = clip.views["reference"]  # the reference image and the camera that took it
+        measured = pipe.reference_height(reference.frames([0])[0], reference.camera)
         return motion if measured is None else pipe.motion_at_height(motion, measured)
     return motion
 
@@ -274,15 +270,13 @@ def layer_report(pipe, test_root, steps: int | None = None, sheet: Path | None =
         driving = clip.driving_view.frames()
         motion = scored_motion(pipe, clip, motion_source, height, fit_steps)
         reference = clip.views["reference"].frames([0])[0]
-        # As `dimo generate --reference-camera` gets it; the motion is already at its height, so this changes nothing.
-        reference_camera = reference_camera_of(clip) if height == "reference" else None
         settings = GenerationSettings(num_inference_steps=steps)
         for view in clip.views.values():
             kind = view.info.get("bench_target")
             if kind is None:
                 continue
             camera = conform_camera(view.camera, motion.num_frames, float(pipe.config.fps))
-            frames = reenact(pipe, reference, motion, [camera], reference_camera=reference_camera, settings=settings)[0]
+            frames = reenact(pipe, reference, motion, [camera], settings=settings)[0]
             truth = view.frames()
             true_alpha = truth[..., 3].astype(np.float32) / 255.0
             uv = pipe.motion_joint_pixels(motion, camera)
