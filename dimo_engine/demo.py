@@ -253,6 +253,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
     from dimo_engine.clips import load_clip
     from dimo_engine.driving import encode_driving
     from dimo_engine.frame_windows import DEFAULT_OVERLAP
+    from dimo_engine.character_height import body_height
     from dimo_engine.reenact import GenerationSettings, reenact
 
     out = Path(settings.out).expanduser()
@@ -290,14 +291,11 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print,
 
         with clock.stage("encode motion"):
             motion = encode_driving(pipe, driving, fps, source="the demo's driving clip")
-        # The reference character's own height (the driving person's is another), as its picture shows it through
-        # the camera that took it: what `reenact` measures from a reference camera, done here once to record it.
-        reference_camera = reference_clip.views["reference"].camera
-        if hasattr(pipe, "reference_height"):
-            measured = pipe.reference_height(reference, reference_camera)
-            generation.character_height = None if measured is None else round(measured, 3)
+        # The reference character's own height, as an artist gives theirs: the driving person's is another.
+        if hasattr(pipe, "motion_at_height"):
+            generation.character_height = round(body_height(reference_plan.arrays["betas"], body_model), 3)
         with clock.stage("generate"):
-            generated = reenact(pipe, reference, motion, [orbit], reference_camera=reference_camera,
+            generated = reenact(pipe, reference, motion, [orbit], reference_camera=pipe.default_reference_camera(),
                                 settings=generation, on_progress=on_progress)[0]  # (F, H, W, 4) float RGBA layer
         with clock.stage("write"):
             record = {
