@@ -91,11 +91,12 @@ def _proxy_ends(joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([starts, ends], 1), radii
 
 
-def _proxy_rows(joints: torch.Tensor, K: torch.Tensor, world_to_camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The image rows where the body proxy of poses `(N, 22, 3)` begins and ends in a camera: top, bottom `(N,)`."""
+def _proxy_rows(points: torch.Tensor, radii: torch.Tensor, K: torch.Tensor,
+                world_to_camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image rows where the body proxy (`_proxy_ends`: capsule ends `(N, 2G, 3)`, radii `(N, 2G)`) begins and
+    ends in a camera: top, bottom `(N,)`."""
     from dimo_engine.camera import project_points
 
-    points, radii = _proxy_ends(joints)
     uv, depth = project_points(points, K, world_to_camera)  # (N, 2G, 2), (N, 2G)
     radius_px = radii * K[1, 1] / depth.clamp_min(1e-3)
     return (uv[..., 1] - radius_px).amin(dim=1), (uv[..., 1] + radius_px).amax(dim=1)
@@ -136,17 +137,16 @@ def height_in_view(alpha: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray
         grid_scale, grid_beyond = (g.reshape(-1) for g in torch.meshgrid(scales, beyond, indexing="ij"))
         bodies = pose[None] * grid_scale[:, None, None]
         places = torch.from_numpy(ground).double()[None] + grid_beyond[:, None] * torch.from_numpy(away).double()[None]
-        bodies = bodies + places[:, None]
-        points, radii = _proxy_ends(bodies)
-        bodies[..., 2] -= (points[..., 2] - radii).amin(dim=1)[:, None]  # the proxy's lowest point on the ground
-        first, last = _proxy_rows(bodies, K_t, world_to_camera_t)
+        points, radii = _proxy_ends(bodies + places[:, None])
+        points[..., 2] -= (points[..., 2] - radii).amin(dim=1)[:, None]  # the proxy's lowest point on the ground
+        first, last = _proxy_rows(points, radii, K_t, world_to_camera_t)
         miss = (first - top) ** 2 + (last - bottom) ** 2
         best = int(miss.argmin())
         return float(grid_scale[best]), float(grid_beyond[best])
 
     low, high = (h / PROXY_BODY_HEIGHT_M for h in HEIGHT_RANGE_M)
     grid = partial(torch.linspace, dtype=torch.float64)
-    scale, beyond = fit(grid(low, high, 136), grid(0.0, 0.9, 19))  # 1 cm of height, 5 cm of distance
+    scale, beyond = fit(grid(low, high, 136), grid(0.0, 0.9, 19))  # 2 cm of height, 5 cm of distance
     step = (high - low) / 135
     scale, beyond = fit(grid(scale - step, scale + step, 21), grid(max(beyond - 0.05, 0.0), beyond + 0.05, 11))
     return scale * PROXY_BODY_HEIGHT_M
