@@ -55,8 +55,9 @@ from dimo_engine.video_io import resample_indices
 
 HAND_CROP = 16
 # Over a clip, the body's pose is smoothed in time (Gaussian sigma, frames), and the body's scale in the frame, which
-# gives its depth, more (a still body's fitted scale wobbles with its pose).
-POSE_SMOOTHING_FRAMES = 2.0
+# gives its depth, more (a still body's fitted scale wobbles with its pose). The pose's sigma is 1 since the driving
+# pose is fitted to its silhouettes frame by frame: at 2 the fitted limbs lag (docs/default_model.md, "Less smoothing").
+POSE_SMOOTHING_FRAMES = 1.0
 SCALE_SMOOTHING_FRAMES = 6.0
 DRIVING_CHUNK = 64  # driving frames turned into floats at a time
 # What the generator is told of the motion. "dimo": anchored tokens read from the driving video by the motion
