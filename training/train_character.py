@@ -563,7 +563,7 @@ def silhouette_step(pipe, examples: CharacterExamples, rng: np.random.Generator,
         count = crops.shape[0]
         boxes = driving["driving_box"].expand(count, 4)
         body = pipe.mirror_averaged(crops[None], box_features(boxes, record["width"], record["height"])[None])
-        anchors = clip_anchors(body, boxes, record["width"])[0]  # (T, 22, 3) character frame
+        anchors = clip_anchors(body, boxes, record["width"], record["height"])[0]  # (T, 22, 3) character frame
         frames = torch.from_numpy(np.sort(rng.choice(count, min(config.silhouette_frames, count), replace=False)))
         scored = rng.choice(len(views), min(config.silhouette_views, len(views)), replace=False)
         silhouettes = [silhouette_loss(anchors[frames], views[v]["K"][frames], views[v]["world_to_camera"][frames],

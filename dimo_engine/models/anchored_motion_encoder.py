@@ -304,7 +304,8 @@ TRAVEL_NOISE_M = 0.15
 
 
 def root_from_track(joints_px: torch.Tensor, anchors: torch.Tensor, root: torch.Tensor, image_width: int,
-                    smooth_frames: float = 3.0, travel_noise: float = TRAVEL_NOISE_M) -> torch.Tensor:
+                    smooth_frames: float = 3.0, travel_noise: float = TRAVEL_NOISE_M,
+                    focal: float | None = None) -> torch.Tensor:
     """The root's place in the view frame over a clip `(F, 3)`, from the body's 2D track in the driving frames.
 
     A single crop cannot say how far the body has travelled, but a clip can: per frame a weak-perspective fit of the
@@ -312,8 +313,9 @@ def root_from_track(joints_px: torch.Tensor, anchors: torch.Tensor, root: torch.
     pixels), smoothed over `smooth_frames`,
     gives the body's scale s (pixels per metre) and the pelvis' image position; depth is f / s and sideways
     position (u - cx) / s. The focal length f, which no video states, is the median over frames of the root head's
-    distance times s (`root` `(F, 3)` from the encoder), so errors of the distance head do not jitter the travel.
-    The depth travel is then shrunk towards none by `travel_noise` (`TRAVEL_NOISE_M`).
+    distance times s (`root` `(F, 3)` from the encoder), so errors of the distance head do not jitter the travel;
+    `focal` (pixels) replaces it when given (`locomotion.travelling_anchors`). The depth travel is then shrunk towards
+    none by `travel_noise` (`TRAVEL_NOISE_M`).
     """
     points = joints_px[:, list(TRUNK)].to(anchors)
     body = torch.stack([anchors[:, list(TRUNK), 0], -anchors[:, list(TRUNK), 2]], dim=-1)  # image x right, y down
@@ -322,7 +324,8 @@ def root_from_track(joints_px: torch.Tensor, anchors: torch.Tensor, root: torch.
     scale = ((q * p).sum((1, 2)) / p.pow(2).sum((1, 2)).clamp_min(1e-6)).clamp_min(1e-3)  # (F,) px per metre
     pelvis_u = points.mean(1)[:, 0] - scale * body.mean(1)[:, 0]
     scale, pelvis_u = torch.exp(smooth_in_time(torch.log(scale), smooth_frames)), smooth_in_time(pelvis_u, smooth_frames)
-    focal = (root[:, 1].clamp_min(0.5) * scale).median()
+    if focal is None:
+        focal = (root[:, 1].clamp_min(0.5) * scale).median()
     depth = focal / scale
     if travel_noise > 0:
         travel = depth - depth[0]

@@ -39,11 +39,10 @@ from dimo_engine.character_layer import (
 from dimo_engine.camera import project_points
 from dimo_engine.character_height import HEIGHT_RANGE_M, height_in_view, motion_at_height
 from dimo_engine.errors import InputError
+from dimo_engine.locomotion import travelling_anchors
 from dimo_engine.models.anchored_motion_encoder import (
     AnchoredMotionEncoder,
     box_features,
-    character_frame_anchors,
-    root_from_track,
     smooth_in_time,
 )
 from dimo_engine.models.keypoint_locator import KeypointLocator
@@ -111,17 +110,17 @@ def motion_from_crops(body_encoder: AnchoredMotionEncoder, hand_encoder: Anchore
     return body
 
 
-def clip_anchors(body: dict[str, torch.Tensor], boxes: torch.Tensor, width: int) -> torch.Tensor:
+def clip_anchors(body: dict[str, torch.Tensor], boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """The body encoder's readings of one whole driving clip ("anchors", "root", "joints_2d", each `(1, T, ...)`) in
-    its crop boxes `(T, 4)` (frame pixels) of a frame `width` pixels wide -> the body's anchors in the character
-    frame `(1, T, 22, 3)`: the pose smoothed in time, the root's travel from the clip's 2D track (`root_from_track`,
-    not from single crops), turned by the body's own facing at frame 0. Differentiable: the silhouette stage trains
-    the encoder through it."""
+    its crop boxes `(T, 4)` (frame pixels) of a frame `width` x `height` pixels -> the body's anchors in the
+    character frame `(1, T, 22, 3)`: the pose smoothed in time, the root's travel from the clip's 2D track
+    (`root_from_track`, not from single crops), turned by the body's own facing at frame 0; a clip that travels has
+    its focal length and heading read with its travel (`locomotion.travelling_anchors`). Differentiable: the
+    silhouette stage trains the encoder through it."""
     side = (boxes[:, 2] - boxes[:, 0])[:, None, None]
     joints_px = body["joints_2d"][0] * side + boxes[:, None, :2]
     pose = smooth_in_time(body["anchors"][0], POSE_SMOOTHING_FRAMES)  # (T, 22, 3) root-relative, view frame
-    root = root_from_track(joints_px, pose, body["root"][0], width, SCALE_SMOOTHING_FRAMES)[None]  # (1, T, 3)
-    return character_frame_anchors(pose[None], root)
+    return travelling_anchors(pose, joints_px, body["root"][0], width, height, SCALE_SMOOTHING_FRAMES)
 
 
 def token_anchors(body_anchors: torch.Tensor) -> torch.Tensor:
@@ -231,7 +230,7 @@ class DiMoCharacterPipeline(DenoisingLoopMixin, DiffusionPipeline):
         body = {key: torch.cat([o[key] for o in outputs], dim=1) for key in ("anchors", "root", "joints_2d", "features",
                                                                             "hand_features")}
         boxes = torch.tensor(box, dtype=torch.float32).expand(frames.shape[0], 4).to(device)
-        all_anchors = token_anchors(clip_anchors(body, boxes, width))
+        all_anchors = token_anchors(clip_anchors(body, boxes, width, height))
         tokens = torch.cat([torch.cat([body["features"], body["hand_features"]], dim=2), all_anchors], dim=-1)
         return MotionTokens(tokens[:, :, :22], tokens[:, :, 22:])
 
