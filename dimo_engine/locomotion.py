@@ -25,12 +25,16 @@ FOCAL_LOG_SIGMA = 0.3  # their spread, in log focal length
 FACING_SIGMA_DEG = 6.0  # the body encoder's first-frame facing error (the test clips 5.5, fresh train clips 7.3)
 HEADING_SIGMA_DEG = 4.0  # a travel's angle to the nearest quarter turn of the first frame's facing (train split, rms)
 FOCAL_STEPS = torch.linspace(-0.8, 0.8, 81).tolist()  # log focal lengths searched, about the typical one
+# The travel's heading is read over the clip's first frames (1.4 s at the model's 12 fps), while the body still faces
+# much as it did at the first frame, which the character frame is defined by: a longer clip may turn or circle later.
+HEADING_FRAMES = 17
 
 
 def quarter_turn_residual_deg(anchors: torch.Tensor) -> float:
-    """How far (degrees, -45 to 45) a clip's root travel, first to last frame, heads from the nearest of forwards,
-    backwards and sideways in the character frame (facing -Y): anchors `(1, T, J, 3)`."""
-    travel = anchors[0, -1, 0, :2] - anchors[0, 0, 0, :2]
+    """How far (degrees, -45 to 45) a clip's root travel over its first `HEADING_FRAMES` frames heads from the
+    nearest of forwards, backwards and sideways in the character frame (facing -Y): anchors `(1, T, J, 3)`."""
+    last = min(anchors.shape[1], HEADING_FRAMES) - 1
+    travel = anchors[0, last, 0, :2] - anchors[0, 0, 0, :2]
     heading = math.degrees(math.atan2(float(travel[0]), -float(travel[1])))
     return (heading + 45.0) % 90.0 - 45.0
 
@@ -47,21 +51,21 @@ def turned_about_first_root(anchors: torch.Tensor, angle_deg: float) -> torch.Te
 def travelling_anchors(pose: torch.Tensor, joints_px: torch.Tensor, root: torch.Tensor, image_width: int,
                        image_height: int, smooth_frames: float) -> torch.Tensor:
     """A clip's root-relative view-frame pose `(T, 22, 3)`, 2D joints `(T, >=22, 2)` (frame pixels) and root head
-    readings `(T, 3)` -> its anchors in the character frame `(1, T, 22, 3)`, as `character_frame_anchors` of
-    `root_from_track` gives them for a clip that stays put. A clip that travels is read at the focal length (about
-    a typical lens's, `TYPICAL_VERTICAL_FOV_DEG`) whose travel heads closest to a quarter turn of the encoder's facing,
-    each weighed by its spread (`FOCAL_LOG_SIGMA`, `FACING_SIGMA_DEG` with `HEADING_SIGMA_DEG`), and turned towards
-    that quarter turn by the share the travel's heading earns against the facing's. Differentiable in the pose
-    (the focal length and the turn are chosen without gradients)."""
-    def read(focal: float | None = None, travel_noise: float | None = None) -> torch.Tensor:
-        extra = {} if travel_noise is None else {"travel_noise": travel_noise}
-        track = root_from_track(joints_px, pose, root, image_width, smooth_frames, focal=focal, **extra)
+    readings `(T, 3)` -> its anchors in the character frame `(1, T, 22, 3)`: `character_frame_anchors` of
+    `root_from_track` for a clip that stays put over its first `HEADING_FRAMES` frames. A clip that travels there is
+    read at the focal length, about a typical lens's (`TYPICAL_VERTICAL_FOV_DEG`), whose travel heads closest to a
+    quarter turn of the encoder's facing, each weighed by its spread (`FOCAL_LOG_SIGMA`; `FACING_SIGMA_DEG` with
+    `HEADING_SIGMA_DEG`), and turned towards that quarter turn by the share the travel's heading earns against the
+    facing. Differentiable in the pose (the focal length and the turn are chosen without gradients)."""
+    def read(focal: float | None = None) -> torch.Tensor:
+        track = root_from_track(joints_px, pose, root, image_width, smooth_frames, focal=focal)
         return character_frame_anchors(pose[None], track[None])
 
     with torch.no_grad():
         depth = root_from_track(joints_px, pose, root, image_width, smooth_frames, travel_noise=0.0)[:, 1]
-        if float((depth - depth[0]).abs().max()) <= TRAVELLING_M:
-            return read()
+    if float((depth[:HEADING_FRAMES] - depth[0]).abs().max()) <= TRAVELLING_M:
+        return read()
+    with torch.no_grad():
         typical = image_height / 2 / math.tan(math.radians(TYPICAL_VERTICAL_FOV_DEG) / 2)
         disagreement_sigma = math.hypot(FACING_SIGMA_DEG, HEADING_SIGMA_DEG)
 

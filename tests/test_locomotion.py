@@ -29,18 +29,22 @@ def turn(angle_deg: float) -> torch.Tensor:
 
 
 def encoded_clip(facing_deg: float, travel_turn_deg: float, length_m: float, facing_error_deg: float,
-                 focal_ratio: float = 1.1):
+                 focal_ratio: float = 1.1, then_turn_deg: float | None = None):
     """What the encoder gives for a body turned `facing_deg` from facing a level pinhole camera (the view frame:
-    camera at the origin 0.9 m up, looking +Y), travelling `length_m` at `travel_turn_deg` from its facing, seen
-    at `focal_ratio` times a typical lens's focal length: its pose read `facing_error_deg` off, its 2D joints exact
-    and its root head's distance 0.6 of the truth (as the shipped head reads a walk)."""
+    camera at the origin 0.9 m up, looking +Y), travelling `length_m` over FRAMES frames at `travel_turn_deg` from
+    its facing (and, with `then_turn_deg`, 2 m more over 25 frames at that angle from its facing), seen at
+    `focal_ratio` times a typical lens's focal length: its pose read `facing_error_deg` off, its 2D joints exact and
+    its root head's distance 0.6 of the truth (as the shipped head reads a walk)."""
     focal = 64 / math.tan(math.radians(TYPICAL_VERTICAL_FOV_DEG) / 2) * focal_ratio
     start = body(facing_deg)
-    direction = turn(travel_turn_deg) @ body_facing(start)
-    joints = start + torch.tensor([0.3, 6.0, 0.0]) + torch.linspace(0, length_m, FRAMES)[:, None, None] * direction
+    path = torch.linspace(0, length_m, FRAMES)[:, None] * (turn(travel_turn_deg) @ body_facing(start))
+    if then_turn_deg is not None:
+        onwards = torch.linspace(0, 2.0, 26)[1:, None] * (turn(then_turn_deg) @ body_facing(start))
+        path = torch.cat([path, path[-1] + onwards])
+    joints = start + torch.tensor([0.3, 6.0, 0.0]) + path[:, None]
     joints_px = torch.stack([focal * joints[..., 0] / joints[..., 1] + 64,
                              -focal * (joints[..., 2] - 0.9) / joints[..., 1] + 64], -1)
-    pose = (body(facing_deg + facing_error_deg) - start[:1]).expand(FRAMES, 22, 3)
+    pose = (body(facing_deg + facing_error_deg) - start[:1]).expand(len(path), 22, 3)
     root = torch.stack([joints[:, 0, 0], 0.6 * joints[:, 0, 1], joints[:, 0, 2]], -1)
     return pose, joints_px, root
 
@@ -79,8 +83,16 @@ def test_a_clip_that_stays_put_is_read_as_before():
     assert torch.equal(travelling_anchors(*clip, 128, 128, 0.0), plain_reading(*clip))
 
 
-def test_the_reading_stays_differentiable_in_the_pose():
-    pose, joints_px, root = encoded_clip(facing_deg=30, travel_turn_deg=0, length_m=1.6, facing_error_deg=6.0)
+def test_a_longer_clip_takes_its_heading_from_its_first_frames_before_it_turns():
+    # the walk, then 2 m more walking off to the body's side
+    clip = encoded_clip(facing_deg=30, travel_turn_deg=0, length_m=1.6, facing_error_deg=6.0, then_turn_deg=90)
+    anchors = travelling_anchors(*clip, 128, 128, 0.0)
+    assert abs(travel_heading_and_length(anchors[:, :FRAMES])[0]) < 3
+
+
+@pytest.mark.parametrize("length_m", [0.0, 1.6])
+def test_the_reading_stays_differentiable_in_the_pose(length_m):
+    pose, joints_px, root = encoded_clip(facing_deg=30, travel_turn_deg=0, length_m=length_m, facing_error_deg=6.0)
     pose = pose.clone().requires_grad_(True)
     travelling_anchors(pose, joints_px, root, 128, 128, 0.0).sum().backward()
     assert pose.grad is not None and pose.grad.abs().sum() > 0
