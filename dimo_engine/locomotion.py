@@ -7,8 +7,8 @@ degrees off: a 1.7 m walk then lands 0.2 m off its path, seen from the driving c
 backwards or sideways relative to their hips (the train split's travelling motions keep within 4.0 degrees rms of a
 quarter turn of their first frame's facing), so the travel's direction is a second reading of the facing, once the
 focal length is known. `travelling_anchors` reads the two together: among typical focal lengths, the one whose travel
-agrees best with the encoder's facing, and the facing turned towards that travel by how much more the two readings
-trust it (docs/default_model.md, "A travelling clip's heading").
+agrees best with the encoder's facing, and the facing turned towards that travel by the share of the two readings'
+trust its heading earns (docs/default_model.md, "Less smoothing, and a travelling clip's heading").
 """
 
 from __future__ import annotations
@@ -69,12 +69,11 @@ def travelling_anchors(pose: torch.Tensor, joints_px: torch.Tensor, root: torch.
         typical = image_height / 2 / math.tan(math.radians(TYPICAL_VERTICAL_FOV_DEG) / 2)
         disagreement_sigma = math.hypot(FACING_SIGMA_DEG, HEADING_SIGMA_DEG)
 
-        def cost(log_ratio: float) -> tuple[float, float]:
+        def scored(log_ratio: float) -> tuple[float, float, float]:  # (cost, log focal ratio, heading residual)
             residual = quarter_turn_residual_deg(read(typical * math.exp(log_ratio)))
-            return (log_ratio / FOCAL_LOG_SIGMA) ** 2 + (residual / disagreement_sigma) ** 2, residual
+            return (log_ratio / FOCAL_LOG_SIGMA) ** 2 + (residual / disagreement_sigma) ** 2, log_ratio, residual
 
-        log_ratio = min(FOCAL_STEPS, key=lambda step: cost(step)[0])
-        residual = cost(log_ratio)[1]
+        _, log_ratio, residual = min(scored(step) for step in FOCAL_STEPS)
     travel_share = FACING_SIGMA_DEG ** 2 / (FACING_SIGMA_DEG ** 2 + HEADING_SIGMA_DEG ** 2)
     return turned_about_first_root(read(typical * math.exp(log_ratio)), -residual * travel_share)
 
